@@ -1,0 +1,10 @@
+//! What fwlog's kernel and user sides agree on: event layouts, constants and pure packet parsing.
+#![no_std]
+
+pub mod counters;
+pub mod event;
+pub mod packet;
+pub mod programs;
+
+#[cfg(feature = "user")]
+extern crate std;

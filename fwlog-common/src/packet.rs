@@ -1,0 +1,222 @@
+//! Bounds-checked parsing of IPv4/IPv6 and TCP/UDP/ICMP headers, shared by the eBPF programs
+//! and the unit tests (which feed it byte arrays).
+//!
+//! Every read goes through [`PacketReader::read`], which fails instead of reading past the end,
+//! so a truncated or malformed packet yields flags, never a misread field.
+
+/// `PacketInfo::flags`: `src_port`/`dst_port` are set (TCP, UDP, UDP-Lite, SCTP).
+pub const PKT_HAS_PORTS: u8 = 1 << 0;
+/// `icmp_type`/`icmp_code` are set (ICMP, ICMPv6).
+pub const PKT_HAS_ICMP: u8 = 1 << 1;
+/// `tcp_flags` is set.
+pub const PKT_HAS_TCP_FLAGS: u8 = 1 << 2;
+/// A non-first fragment: it carries no transport header, so there are no ports.
+pub const PKT_FRAGMENT: u8 = 1 << 3;
+/// The transport header is cut short or malformed (or the IPv6 extension chain is too long);
+/// the addresses and protocol are still right.
+pub const PKT_L4_UNPARSED: u8 = 1 << 4;
+
+pub const IP_VERSION_4: u8 = 4;
+pub const IP_VERSION_6: u8 = 6;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_UDPLITE: u8 = 136;
+
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+/// Extension headers walked before giving up (RFC 8200 recommends a small, fixed bound).
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+/// The connection tuple and a few header fields of one packet.
+///
+/// IPv4 addresses use the first 4 bytes of `src_addr`/`dst_addr`; the rest stays zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketInfo {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// Transport protocol number (IPv6: after the extension headers).
+    pub proto: u8,
+    /// TCP flags byte (FIN = 0x01 … CWR = 0x80), valid with [`PKT_HAS_TCP_FLAGS`].
+    pub tcp_flags: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// `PKT_*` flags.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<PacketInfo>() == 44);
+
+/// Why the IP header itself could not be read. Transport-level problems are flags instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Fewer bytes than the fixed IP header.
+    Truncated,
+    /// The version nibble is neither 4 nor 6.
+    UnknownVersion,
+    /// IPv4 IHL below 5 (a header shorter than 20 bytes).
+    BadHeaderLength,
+}
+
+/// Fixed-size, bounds-checked reads from a packet.
+pub trait PacketReader {
+    /// The `N` bytes at `offset`, or `None` if any of them lies past the end of the packet.
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+}
+
+impl PacketReader for [u8] {
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let bytes = self.get(offset..offset.checked_add(N)?)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Some(out)
+    }
+}
+
+/// Parses the IP packet that starts at `offset`.
+#[inline(always)]
+pub fn parse_ip<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+) -> Result<PacketInfo, ParseError> {
+    let first: [u8; 1] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    match first[0] >> 4 {
+        4 => parse_ipv4(packet, offset),
+        6 => parse_ipv6(packet, offset),
+        _ => Err(ParseError::UnknownVersion),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+) -> Result<PacketInfo, ParseError> {
+    let header: [u8; 20] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    let ihl = (header[0] & 0x0f) as usize;
+    if ihl < 5 {
+        return Err(ParseError::BadHeaderLength);
+    }
+    let mut info = PacketInfo {
+        ip_version: IP_VERSION_4,
+        proto: header[9],
+        ..PacketInfo::default()
+    };
+    info.src_addr[..4].copy_from_slice(&header[12..16]);
+    info.dst_addr[..4].copy_from_slice(&header[16..20]);
+    let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+    if fragment_offset != 0 {
+        info.flags |= PKT_FRAGMENT;
+        return Ok(info);
+    }
+    parse_transport(packet, offset + ihl * 4, &mut info);
+    Ok(info)
+}
+
+#[inline(always)]
+fn parse_ipv6<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+) -> Result<PacketInfo, ParseError> {
+    let header: [u8; 40] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    let mut info = PacketInfo {
+        ip_version: IP_VERSION_6,
+        ..PacketInfo::default()
+    };
+    info.src_addr.copy_from_slice(&header[8..24]);
+    info.dst_addr.copy_from_slice(&header[24..40]);
+    let mut next_header = header[6];
+    let mut l4_offset = offset + 40;
+    let mut steps = 0;
+    while steps < MAX_IPV6_EXT_HEADERS {
+        steps += 1;
+        let ext_len = match next_header {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH => {
+                let Some(ext) = packet.read::<2>(l4_offset) else {
+                    info.proto = next_header;
+                    info.flags |= PKT_L4_UNPARSED;
+                    return Ok(info);
+                };
+                let len = if next_header == IPV6_AH {
+                    (ext[1] as usize + 2) * 4
+                } else {
+                    (ext[1] as usize + 1) * 8
+                };
+                next_header = ext[0];
+                len
+            }
+            IPV6_FRAGMENT => {
+                let Some(ext) = packet.read::<4>(l4_offset) else {
+                    info.proto = next_header;
+                    info.flags |= PKT_L4_UNPARSED;
+                    return Ok(info);
+                };
+                next_header = ext[0];
+                if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
+                    info.proto = next_header;
+                    info.flags |= PKT_FRAGMENT;
+                    return Ok(info);
+                }
+                8
+            }
+            _ => {
+                info.proto = next_header;
+                parse_transport(packet, l4_offset, &mut info);
+                return Ok(info);
+            }
+        };
+        l4_offset += ext_len;
+    }
+    // Still inside the extension chain after the bound: report the packet, not its ports.
+    info.proto = next_header;
+    info.flags |= PKT_L4_UNPARSED;
+    Ok(info)
+}
+
+#[inline(always)]
+fn parse_transport<R: PacketReader + ?Sized>(packet: &R, offset: usize, info: &mut PacketInfo) {
+    match info.proto {
+        IPPROTO_TCP => match packet.read::<14>(offset) {
+            // A data offset below 5 words is not a TCP header.
+            Some(tcp) if tcp[12] >> 4 >= 5 => {
+                info.src_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+                info.dst_port = u16::from_be_bytes([tcp[2], tcp[3]]);
+                info.tcp_flags = tcp[13];
+                info.flags |= PKT_HAS_PORTS | PKT_HAS_TCP_FLAGS;
+            }
+            _ => info.flags |= PKT_L4_UNPARSED,
+        },
+        IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => match packet.read::<4>(offset) {
+            Some(ports) => {
+                info.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                info.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                info.flags |= PKT_HAS_PORTS;
+            }
+            None => info.flags |= PKT_L4_UNPARSED,
+        },
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => match packet.read::<2>(offset) {
+            Some(icmp) => {
+                info.icmp_type = icmp[0];
+                info.icmp_code = icmp[1];
+                info.flags |= PKT_HAS_ICMP;
+            }
+            None => info.flags |= PKT_L4_UNPARSED,
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

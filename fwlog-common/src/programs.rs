@@ -1,0 +1,23 @@
+//! Names of the kernel objects the user side looks up in the loaded object.
+
+use crate::event::{Action, CtState};
+
+/// Ring buffer carrying every event to the collector.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Per-CPU `u64` counters, indexed by [`crate::counters`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+
+/// The socket-filter program that iptables' `-m bpf` match runs for `action` and `state`.
+///
+/// One program per (action, state) pair: the rule that names the pin tells the event what the
+/// packet's verdict and conntrack state are, which the program cannot see by itself.
+pub const fn verdict_program(action: Action, state: CtState) -> &'static str {
+    match (action, state) {
+        (Action::Accept, CtState::New) => "verdict_accept_new",
+        (Action::Accept, CtState::Related) => "verdict_accept_related",
+        (Action::Drop, CtState::New) => "verdict_drop_new",
+        (Action::Drop, CtState::Related) => "verdict_drop_related",
+        (Action::Reject, CtState::New) => "verdict_reject_new",
+        (Action::Reject, CtState::Related) => "verdict_reject_related",
+    }
+}

@@ -1,0 +1,110 @@
+//! Socket filters run by iptables' `-m bpf --object-pinned` match inside the `LOG_AND_*` chains.
+//!
+//! xt_bpf hands the program the packet from the IP header on (net/netfilter/xt_bpf.c calls
+//! `bpf_prog_run_save_cb` on the skb as netfilter sees it). Each program returns 0, "no match",
+//! so the chain goes on to its action; the program only records what it saw.
+
+use aya_ebpf::{
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns},
+    macros::socket_filter,
+    programs::SkBuffContext,
+};
+use aya_log_ebpf::debug;
+use fwlog_common::{
+    counters::{LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
+    event::{Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_SOCKET},
+    packet::{parse_ip, PacketInfo, PKT_L4_UNPARSED},
+};
+
+use crate::{
+    maps::{count, EVENTS},
+    skb::SkbReader,
+};
+
+/// xt_bpf treats a non-zero return as a match; the logging rules must never match.
+const NO_MATCH: i64 = 0;
+
+#[socket_filter]
+pub fn verdict_accept_new(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Accept, CtState::New)
+}
+
+#[socket_filter]
+pub fn verdict_accept_related(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Accept, CtState::Related)
+}
+
+#[socket_filter]
+pub fn verdict_drop_new(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Drop, CtState::New)
+}
+
+#[socket_filter]
+pub fn verdict_drop_related(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Drop, CtState::Related)
+}
+
+#[socket_filter]
+pub fn verdict_reject_new(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Reject, CtState::New)
+}
+
+#[socket_filter]
+pub fn verdict_reject_related(ctx: SkBuffContext) -> i64 {
+    record_verdict(&ctx, Action::Reject, CtState::Related)
+}
+
+/// Writes one [`VerdictEvent`] for the packet. Fails open: whatever goes wrong, the packet
+/// goes on to the chain's action, and the problem is counted.
+#[inline(always)]
+fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
+    let skb = ctx.skb.skb;
+    let packet = match parse_ip(&SkbReader(ctx), 0) {
+        Ok(packet) => {
+            if packet.flags & PKT_L4_UNPARSED != 0 {
+                count(MALFORMED_PACKETS);
+            }
+            packet
+        }
+        Err(error) => {
+            count(MALFORMED_PACKETS);
+            debug!(ctx, "unparsable IP header ({})", error as u8);
+            PacketInfo::default()
+        }
+    };
+    // SAFETY: `skb` is the context pointer the kernel passed to this program; these fields are
+    // readable from socket filters (net/core/filter.c, sk_filter_is_valid_access).
+    let (ifindex, len, mark) = unsafe { ((*skb).ingress_ifindex, (*skb).len, (*skb).mark) };
+    // SAFETY: helper call on the program's own context.
+    let socket_cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    let (uid, flags) = if socket_cookie != 0 {
+        (ctx.get_socket_uid(), VERDICT_HAS_SOCKET)
+    } else {
+        (0, 0)
+    };
+    let event = VerdictEvent {
+        kind: EVENT_KIND_VERDICT,
+        action: action as u8,
+        ct_state: state as u8,
+        flags,
+        ifindex,
+        // SAFETY: helper without arguments.
+        timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },
+        socket_cookie,
+        uid,
+        len,
+        mark,
+        _pad0: 0,
+        packet,
+        _pad1: [0; 4],
+    };
+    match EVENTS.reserve::<VerdictEvent>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(0);
+            count(VERDICT_EVENTS);
+        }
+        None => count(LOST_EVENTS),
+    }
+    NO_MATCH
+}

@@ -1,0 +1,124 @@
+//! Every command-line type of fwlog, parsed and validated here, acted on in `cmd`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::firewall::plan::MAX_PREFIX_LEN;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fwlog",
+    version,
+    about = "Structured, lossless firewall logging: iptables' LOG_AND_* chains with eBPF instead of printk",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the firewall rules for this session and print one JSON line per new connection
+    /// attempt; Ctrl-C removes what was installed.
+    Watch(WatchArgs),
+    /// Print the rules `watch` would install (iptables-restore format) and change nothing.
+    Rules(RuleArgs),
+    /// Remove everything fwlog installed in this network namespace (also after a crash).
+    Uninstall,
+}
+
+/// What decides the rules.
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    /// External interfaces: new inbound connections on them are logged and dropped
+    /// (default: the interface of the default route).
+    #[arg(value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// Also keep the article's kernel log lines (`-j LOG --log-prefix '[FW-A]:' --log-level 7`).
+    #[arg(long)]
+    pub kernel_log: bool,
+    /// Prefix of the kernel log lines: `[PREFIX-A]:`, `[PREFIX-D]:`, `[PREFIX-R]:`.
+    #[arg(long, default_value = "FW", value_parser = parse_prefix)]
+    pub prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Install no rules: only load and pin the programs, and print the rules to add by hand.
+    #[arg(long)]
+    pub no_rules: bool,
+    /// Size of the kernel-to-collector ring buffer: a power of two, at least 4K (K, M, G accepted).
+    #[arg(long, default_value = "4M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+}
+
+fn parse_prefix(prefix: &str) -> Result<String, String> {
+    let valid = !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(prefix.to_string())
+    } else {
+        Err(format!(
+            "use 1 to {MAX_PREFIX_LEN} letters, digits, '-' or '_' (it goes into the kernel log prefix)"
+        ))
+    }
+}
+
+/// "4M" → 4194304. The kernel wants a power of two that is a multiple of the page size.
+pub fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (digits, multiplier) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 4M, 65536)"))?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "{text:?} must be a power of two between 4K and 1G (e.g. 1M, 4M, 16M)"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_ring_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_ring_size("8192"), Ok(8192));
+        assert!(parse_ring_size("3M").is_err());
+        assert!(parse_ring_size("2K").is_err());
+        assert!(parse_ring_size("2G").is_err());
+        assert!(parse_ring_size("lots").is_err());
+        assert!(parse_ring_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(parse_prefix("OY"), Ok("OY".to_string()));
+        assert!(parse_prefix("").is_err());
+        assert!(parse_prefix("a b").is_err());
+        assert!(parse_prefix("\"x").is_err());
+        assert!(parse_prefix(&"x".repeat(MAX_PREFIX_LEN + 1)).is_err());
+    }
+}

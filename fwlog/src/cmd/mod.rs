@@ -1,0 +1,30 @@
+//! One module per subcommand.
+
+pub mod rules;
+pub mod uninstall;
+pub mod watch;
+
+use anyhow::Result;
+
+use crate::{
+    args::{Command, RuleArgs},
+    firewall::plan::RuleOptions,
+    netns::NetNs,
+};
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Watch(args) => watch::run(args),
+        Command::Rules(args) => rules::run(args),
+        Command::Uninstall => uninstall::run(),
+    }
+}
+
+/// The rule options for resolved interfaces in this namespace.
+fn rule_options(args: &RuleArgs, interfaces: Vec<String>, netns: NetNs) -> RuleOptions {
+    RuleOptions {
+        interfaces,
+        pin_dir: netns.pin_dir(),
+        kernel_log_prefix: args.kernel_log.then(|| args.prefix.clone()),
+    }
+}

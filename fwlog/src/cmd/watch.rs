@@ -1,0 +1,120 @@
+//! `fwlog watch`: install for the session, stream events, remove on exit.
+
+use std::future::Future;
+
+use anyhow::{Context as _, Result};
+use aya::maps::{PerCpuArray, RingBuf};
+use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    args::WatchArgs,
+    collector::Collector,
+    firewall::{iptables, plan::install_script, Family},
+    installation::{remove_rules, Installation},
+    interfaces, loader,
+    netns::{InstanceLock, NetNs},
+    preflight,
+};
+
+pub fn run(args: WatchArgs) -> Result<()> {
+    preflight::require_root("watch")?;
+    let interfaces = interfaces::resolve(&args.rules.interfaces)?;
+    preflight::require_kernel()?;
+    preflight::require_bpffs()?;
+    if !args.no_rules {
+        preflight::require_iptables()?;
+    }
+    let netns = NetNs::current()?;
+    let _lock = InstanceLock::acquire(netns)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(watch(args, interfaces, netns))
+}
+
+async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result<()> {
+    // Signals are caught from here on, so Ctrl-C during set-up still cleans up.
+    let shutdown = shutdown_signal()?;
+    remove_leftovers(netns, !args.no_rules)?;
+
+    let mut ebpf = loader::load(args.ring_size)?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => Some(logger),
+        Err(error) => {
+            log::warn!("kernel-side diagnostics unavailable: {error}");
+            None
+        }
+    };
+    let mut installation = Installation::new(netns);
+    installation.pin(&mut ebpf)?;
+    let options = super::rule_options(&args.rules, interfaces, netns);
+    if args.no_rules {
+        eprintln!("fwlog: programs pinned, no rules installed; rules that use them:");
+        for family in Family::ALL {
+            let existing = iptables::save(family).map(|t| t.chains).unwrap_or_default();
+            eprint!(
+                "# {}-restore --noflush\n{}",
+                family.command(),
+                install_script(&options, &existing)
+            );
+        }
+    } else {
+        installation.install_rules(&options)?;
+    }
+
+    let ring = RingBuf::try_from(ebpf.take_map(EVENTS_MAP).context("no EVENTS map")?)
+        .context("opening the EVENTS ring buffer")?;
+    let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context("no COUNTERS map")?)
+        .context("opening the COUNTERS map")?;
+    let mut collector = Collector::new(ring, counters, logger, std::io::stdout())?;
+    eprintln!(
+        "fwlog: watching {} (inbound NEW/RELATED dropped, outbound logged); Ctrl-C stops and \
+         removes the rules",
+        options.interfaces.join(", ")
+    );
+
+    let streamed = collector.run_until(shutdown).await;
+    // Rules first, so nothing new arrives, then read what the kernel still holds.
+    let removed = installation.remove();
+    let totals = collector.finish();
+    if let Ok(totals) = &totals {
+        eprintln!(
+            "fwlog: {} events, {} lost, {} malformed packets",
+            totals.events, totals.lost, totals.malformed
+        );
+    }
+    streamed?;
+    removed?;
+    totals.map(|_| ())
+}
+
+/// What an instance that was killed (SIGKILL, power loss of the collector) left behind.
+fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
+    let mut found = false;
+    if with_rules {
+        for family in Family::ALL {
+            found |= remove_rules(family)?;
+        }
+    }
+    found |= loader::remove_pins(&netns.pin_dir())?;
+    if found {
+        eprintln!("fwlog: removed what an earlier fwlog left behind (it did not exit cleanly)");
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT, SIGTERM or SIGHUP.
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    })
+}

@@ -1,0 +1,108 @@
+//! The rules `fwlog watch` installs, as an `iptables-restore --noflush` script (pure: no I/O).
+//!
+//! The layout follows the article: three chains `LOG_AND_{ACCEPT,DROP,REJECT}` that log NEW and
+//! RELATED connections and then act, inbound NEW/RELATED on the watched interfaces jumping to
+//! `LOG_AND_DROP`, outbound NEW/RELATED jumping to `LOG_AND_ACCEPT`. "Log" is a `-m bpf` match on
+//! fwlog's pinned program, which never matches, so the chain goes on to its action.
+
+use std::{collections::BTreeSet, fmt::Write as _, path::Path};
+
+use fwlog_common::{
+    event::{Action, CtState},
+    programs::verdict_program,
+};
+
+use super::RULE_COMMENT;
+
+/// What the user asked for, as far as the rules are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// Interfaces whose new inbound connections are logged and dropped.
+    pub interfaces: Vec<String>,
+    /// Directory holding the pinned verdict programs.
+    pub pin_dir: std::path::PathBuf,
+    /// `Some(prefix)`: also keep the article's `-j LOG --log-prefix '[PREFIX-A]:'` rules.
+    pub kernel_log_prefix: Option<String>,
+}
+
+/// The restore script for one family, given the chains that already exist in its filter table.
+///
+/// Chains that exist (a user who followed the article) get fwlog's rules inserted at their top,
+/// before the user's own; chains that do not are created with fwlog's rules and their action.
+pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>) -> String {
+    let mut script = String::from("*filter\n");
+    for action in Action::ALL {
+        if !existing_chains.contains(action.chain()) {
+            let _ = writeln!(script, ":{} - [0:0]", action.chain());
+        }
+    }
+    for action in Action::ALL {
+        let chain = action.chain();
+        let created = !existing_chains.contains(chain);
+        for (position, rule) in chain_rules(options, action).iter().enumerate() {
+            if created {
+                let _ = writeln!(script, "-A {chain} {rule}");
+            } else {
+                let _ = writeln!(script, "-I {chain} {} {rule}", position + 1);
+            }
+        }
+        if created {
+            let _ = writeln!(
+                script,
+                "-A {chain} -m comment --comment {RULE_COMMENT} -j {}",
+                action.target()
+            );
+        }
+    }
+    for interface in &options.interfaces {
+        let _ = writeln!(
+            script,
+            "-A INPUT -i {interface} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
+            Action::Drop.chain()
+        );
+    }
+    let _ = writeln!(
+        script,
+        "-A OUTPUT -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
+        Action::Accept.chain()
+    );
+    script.push_str("COMMIT\n");
+    script
+}
+
+/// The logging rules of one chain, without `-A CHAIN`.
+fn chain_rules(options: &RuleOptions, action: Action) -> Vec<String> {
+    let mut rules: Vec<String> = CtState::ALL
+        .iter()
+        .map(|&state| {
+            format!(
+                "-m conntrack --ctstate {} -m bpf --object-pinned {} -m comment --comment {RULE_COMMENT}",
+                state.iptables_name(),
+                pin_path(&options.pin_dir, action, state).display()
+            )
+        })
+        .collect();
+    if let Some(prefix) = &options.kernel_log_prefix {
+        rules.push(format!(
+            "-m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j LOG --log-prefix \"{}\" --log-level 7",
+            log_prefix(prefix, action)
+        ));
+    }
+    rules
+}
+
+/// Where the program for `action` and `state` is pinned.
+pub fn pin_path(pin_dir: &Path, action: Action, state: CtState) -> std::path::PathBuf {
+    pin_dir.join(verdict_program(action, state))
+}
+
+/// The article's log prefix: `[OY-A]:` for prefix `OY` and action accept.
+pub fn log_prefix(prefix: &str, action: Action) -> String {
+    format!("[{prefix}-{}]:", action.letter())
+}
+
+/// The longest prefix that keeps `[PREFIX-X]:` within the kernel's 29-character log prefix.
+pub const MAX_PREFIX_LEN: usize = 29 - "[-X]:".len();
+
+#[cfg(test)]
+mod tests;

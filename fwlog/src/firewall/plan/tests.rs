@@ -1,0 +1,80 @@
+//! Golden tests of the generated iptables-restore scripts.
+
+use super::*;
+
+fn options(kernel_log: bool) -> RuleOptions {
+    RuleOptions {
+        interfaces: vec!["wlan0".into(), "eth1".into()],
+        pin_dir: "/sys/fs/bpf/fwlog/4026531840".into(),
+        kernel_log_prefix: kernel_log.then(|| "FW".to_string()),
+    }
+}
+
+#[test]
+fn fresh_table_gets_the_three_chains_and_the_jumps() {
+    let script = install_script(&options(false), &BTreeSet::new());
+    let expected = "\
+*filter
+:LOG_AND_ACCEPT - [0:0]
+:LOG_AND_DROP - [0:0]
+:LOG_AND_REJECT - [0:0]
+-A LOG_AND_ACCEPT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_new -m comment --comment fwlog
+-A LOG_AND_ACCEPT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_related -m comment --comment fwlog
+-A LOG_AND_ACCEPT -m comment --comment fwlog -j ACCEPT
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new -m comment --comment fwlog
+-A LOG_AND_DROP -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related -m comment --comment fwlog
+-A LOG_AND_DROP -m comment --comment fwlog -j DROP
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_new -m comment --comment fwlog
+-A LOG_AND_REJECT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_related -m comment --comment fwlog
+-A LOG_AND_REJECT -m comment --comment fwlog -j REJECT
+-A INPUT -i wlan0 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A INPUT -i eth1 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A OUTPUT -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
+COMMIT
+";
+    assert_eq!(script, expected);
+}
+
+#[test]
+fn existing_chain_gets_rules_inserted_on_top_and_keeps_its_action() {
+    let existing: BTreeSet<String> = ["LOG_AND_DROP".to_string()].into();
+    let script = install_script(&options(true), &existing);
+    let drop_lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.contains(" LOG_AND_DROP "))
+        .collect();
+    assert_eq!(
+        drop_lines,
+        [
+            "-I LOG_AND_DROP 1 -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new -m comment --comment fwlog",
+            "-I LOG_AND_DROP 2 -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related -m comment --comment fwlog",
+            "-I LOG_AND_DROP 3 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG --log-prefix \"[FW-D]:\" --log-level 7",
+        ]
+    );
+    assert!(
+        !script.contains(":LOG_AND_DROP"),
+        "an existing chain is never declared (that would flush it)"
+    );
+    assert!(script.contains(":LOG_AND_ACCEPT - [0:0]"));
+}
+
+#[test]
+fn kernel_log_uses_the_article_prefixes() {
+    let script = install_script(&options(true), &BTreeSet::new());
+    for (chain, prefix) in [
+        ("LOG_AND_ACCEPT", "[FW-A]:"),
+        ("LOG_AND_DROP", "[FW-D]:"),
+        ("LOG_AND_REJECT", "[FW-R]:"),
+    ] {
+        let line = format!(
+            "-A {chain} -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG --log-prefix \"{prefix}\" --log-level 7"
+        );
+        assert!(script.contains(&line), "missing {line}");
+    }
+}
+
+#[test]
+fn prefix_limit_fits_the_kernel() {
+    let longest = "P".repeat(MAX_PREFIX_LEN);
+    assert_eq!(log_prefix(&longest, Action::Reject).len(), 29);
+}

@@ -1,0 +1,131 @@
+//! Network interfaces: checking the names the user gave, finding the default route's interface,
+//! and naming interfaces by index for events.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context as _, Result};
+
+/// Every interface of this network namespace, by index.
+pub fn list() -> Result<Vec<(u32, String)>> {
+    let interfaces = nix::net::if_::if_nameindex().context("listing network interfaces")?;
+    Ok(interfaces
+        .iter()
+        .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// The interfaces to watch: the ones named (each must exist), else the default route's.
+pub fn resolve(requested: &[String]) -> Result<Vec<String>> {
+    let existing = list()?;
+    if requested.is_empty() {
+        let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let route6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+        let Some(interface) = default_route_interface(&route, &route6) else {
+            bail!("there is no default route here: name the interface(s) to watch, e.g. `fwlog watch wlan0`");
+        };
+        eprintln!("fwlog: watching {interface}, the interface of the default route");
+        return Ok(vec![interface]);
+    }
+    let mut resolved = Vec::new();
+    for name in requested {
+        validate_name(name)?;
+        if !existing.iter().any(|(_, existing)| existing == name) {
+            let names: Vec<&str> = existing.iter().map(|(_, n)| n.as_str()).collect();
+            bail!(
+                "interface {name:?} does not exist; interfaces here: {}",
+                names.join(", ")
+            );
+        }
+        if !resolved.contains(name) {
+            resolved.push(name.clone());
+        }
+    }
+    Ok(resolved)
+}
+
+/// Interface names go into iptables rules: allow only what Linux allows in a name that iptables
+/// can take as one word (no whitespace, no quotes, at most 15 bytes).
+pub fn validate_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && !name.starts_with('-')
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':'));
+    if !valid {
+        bail!("{name:?} is not a valid interface name");
+    }
+    Ok(())
+}
+
+/// The interface of the IPv4 default route (/proc/net/route), else of the IPv6 one.
+pub fn default_route_interface(route: &str, route6: &str) -> Option<String> {
+    let v4 = route.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.len() > 7 && fields[1] == "00000000" && fields[7] == "00000000")
+            .then(|| fields[0].to_string())
+    });
+    v4.or_else(|| {
+        route6.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() == 10
+                && fields[0] == "00000000000000000000000000000000"
+                && fields[1] == "00"
+                && fields[9] != "lo")
+                .then(|| fields[9].to_string())
+        })
+    })
+}
+
+/// Names interfaces by index, refreshing its table when it meets an index it does not know.
+#[derive(Default)]
+pub struct InterfaceNames {
+    names: HashMap<u32, String>,
+}
+
+impl InterfaceNames {
+    pub fn name(&mut self, index: u32) -> Option<&str> {
+        if index == 0 {
+            return None;
+        }
+        if !self.names.contains_key(&index) {
+            if let Ok(all) = list() {
+                self.names = all.into_iter().collect();
+            }
+        }
+        self.names.get(&index).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_from_proc() {
+        let route =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     wlan0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     wlan0\t00000000\t0100A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_interface(route, ""), Some("wlan0".into()));
+        let route6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth1\n";
+        assert_eq!(
+            default_route_interface("Iface\n", route6),
+            Some("eth1".into())
+        );
+        assert_eq!(default_route_interface("Iface\n", ""), None);
+    }
+
+    #[test]
+    fn interface_names_that_reach_iptables() {
+        assert!(validate_name("wlan0").is_ok());
+        assert!(validate_name("veth-fw.12").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("x\"y").is_err());
+        assert!(validate_name("sixteen-chars-xx").is_err());
+        assert!(validate_name("-j ACCEPT").is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! fwlog: iptables' LOG_AND_* firewall with eBPF logging, as JSON lines.
+
+mod args;
+mod clock;
+mod cmd;
+mod collector;
+mod direction;
+mod firewall;
+mod installation;
+mod interfaces;
+mod loader;
+mod netns;
+mod output;
+mod preflight;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = args::Cli::parse();
+    match cmd::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fwlog: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Golden tests pinning the JSON schema (README documents the same fields).
+
+use fwlog_common::event::EVENT_KIND_VERDICT;
+
+use super::*;
+
+/// 2026-11-25T07:09:10.123456Z
+const T: i128 = 1_795_590_550_123_456_000;
+
+fn inbound_tcp_syn() -> VerdictEvent {
+    let mut packet = PacketInfo {
+        ip_version: 4,
+        proto: IPPROTO_TCP,
+        src_port: 51234,
+        dst_port: 22,
+        tcp_flags: 0x02,
+        flags: PKT_HAS_PORTS | PKT_HAS_TCP_FLAGS,
+        ..PacketInfo::default()
+    };
+    packet.src_addr[..4].copy_from_slice(&[203, 0, 113, 7]);
+    packet.dst_addr[..4].copy_from_slice(&[192, 0, 2, 10]);
+    VerdictEvent {
+        kind: EVENT_KIND_VERDICT,
+        action: Action::Drop as u8,
+        ct_state: CtState::New as u8,
+        ifindex: 3,
+        len: 60,
+        packet,
+        ..VerdictEvent::default()
+    }
+}
+
+fn render(record: &VerdictRecord) -> String {
+    let mut out = Vec::new();
+    JsonWriter::default().verdict(&mut out, record);
+    String::from_utf8(out).expect("UTF-8")
+}
+
+#[test]
+fn inbound_drop_matches_the_documented_example() {
+    let event = inbound_tcp_syn();
+    let line = render(&VerdictRecord {
+        unix_ns: T,
+        event: &event,
+        direction: Direction::Inbound,
+        in_iface: Some("wlan0"),
+    });
+    assert_eq!(
+        line,
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"drop","ct_state":"new","direction":"inbound","in_iface":"wlan0","chain":"LOG_AND_DROP","ip_version":4,"proto":"tcp","src_ip":"203.0.113.7","src_port":51234,"dest_ip":"192.0.2.10","dest_port":22,"len":60,"tcp_flags":"S"}
+"#
+    );
+    serde_json::from_str::<serde_json::Value>(&line).expect("valid JSON");
+}
+
+#[test]
+fn outbound_icmpv6_with_a_socket_owner() {
+    let mut packet = PacketInfo {
+        ip_version: 6,
+        proto: IPPROTO_ICMPV6,
+        icmp_type: 128,
+        flags: PKT_HAS_ICMP,
+        ..PacketInfo::default()
+    };
+    packet.src_addr = "fd00:200::1".parse::<Ipv6Addr>().expect("address").octets();
+    packet.dst_addr = "fd00:200::2".parse::<Ipv6Addr>().expect("address").octets();
+    let event = VerdictEvent {
+        kind: EVENT_KIND_VERDICT,
+        action: Action::Accept as u8,
+        ct_state: CtState::New as u8,
+        flags: VERDICT_HAS_SOCKET,
+        uid: 1000,
+        len: 104,
+        packet,
+        ..VerdictEvent::default()
+    };
+    let line = render(&VerdictRecord {
+        unix_ns: T,
+        event: &event,
+        direction: Direction::Outbound,
+        in_iface: None,
+    });
+    assert_eq!(
+        line,
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"accept","ct_state":"new","direction":"outbound","chain":"LOG_AND_ACCEPT","ip_version":6,"proto":"icmpv6","src_ip":"fd00:200::1","dest_ip":"fd00:200::2","icmp_type":128,"icmp_code":0,"len":104,"uid":1000}
+"#
+    );
+}
+
+#[test]
+fn related_fragment_and_unknown_protocol() {
+    let mut event = inbound_tcp_syn();
+    event.action = Action::Reject as u8;
+    event.ct_state = CtState::Related as u8;
+    event.packet.proto = 47;
+    event.packet.flags = PKT_FRAGMENT;
+    let line = render(&VerdictRecord {
+        unix_ns: T,
+        event: &event,
+        direction: Direction::Forward,
+        in_iface: Some("we\"ird"),
+    });
+    assert_eq!(
+        line,
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"reject","ct_state":"related","direction":"forward","in_iface":"we\"ird","chain":"LOG_AND_REJECT","ip_version":4,"proto":"47","src_ip":"203.0.113.7","dest_ip":"192.0.2.10","fragment":true,"len":60}
+"#
+    );
+    serde_json::from_str::<serde_json::Value>(&line).expect("valid JSON");
+}
+
+#[test]
+fn unreadable_ip_header_is_reported_not_guessed() {
+    let mut event = inbound_tcp_syn();
+    event.packet = PacketInfo::default();
+    let line = render(&VerdictRecord {
+        unix_ns: T,
+        event: &event,
+        direction: Direction::Inbound,
+        in_iface: None,
+    });
+    assert!(line.contains(r#""malformed":true"#));
+    assert!(!line.contains("src_ip"));
+}
+
+#[test]
+fn lost_line() {
+    let mut out = Vec::new();
+    JsonWriter::default().lost(&mut out, T, 42);
+    assert_eq!(
+        String::from_utf8(out).expect("UTF-8"),
+        "{\"timestamp\":\"2026-11-25T07:09:10.123456Z\",\"event_type\":\"lost\",\"count\":42}\n"
+    );
+}
+
+#[test]
+fn tcp_flag_order() {
+    let letters = |flags| String::from_utf8(tcp_flag_letters(flags).collect()).expect("ASCII");
+    assert_eq!(letters(0x02), "S");
+    assert_eq!(letters(0x12), "SA");
+    assert_eq!(letters(0x1b), "SAFP");
+    assert_eq!(letters(0xff), "SAFRPUEC");
+    assert_eq!(letters(0), "");
+}
