@@ -23,7 +23,9 @@ pub fn resolve(requested: &[String]) -> Result<Vec<String>> {
         let Some(interface) = default_route_interface(&route, &route6) else {
             bail!("there is no default route here: name the interface(s) to watch, e.g. `fwlog watch wlan0`");
         };
-        eprintln!("fwlog: watching {interface}, the interface of the default route");
+        eprintln!(
+            "fwlog: no interface given: using {interface}, the interface of the default route"
+        );
         return Ok(vec![interface]);
     }
     let mut resolved = Vec::new();

@@ -57,7 +57,8 @@ pub fn restore(family: Family, script: &str) -> Result<()> {
 
 /// Turns iptables-restore's complaint into a message that says what to do.
 pub fn explain_restore_failure(family: Family, stderr: &str) -> String {
-    let stderr = stderr.trim();
+    let stderr = one_line(stderr);
+    let stderr = stderr.as_str();
     let command = format!("{}-restore", family.command());
     let bpf_match_missing = stderr.contains("match `bpf'")
         || stderr.contains("match \"bpf\"")
@@ -80,14 +81,29 @@ pub fn explain_restore_failure(family: Family, stderr: &str) -> String {
     }
 }
 
+/// iptables' complaint on one line, without its "Try `iptables-restore -h'" advice.
+fn one_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("Try `"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn missing_bpf_match_says_what_to_do() {
-        let stderr = "iptables-restore v1.8.9 (nf_tables): Couldn't load match `bpf':No such file or directory\n\nError occurred at line: 5";
+        let stderr = "iptables-restore v1.8.9 (nf_tables): Couldn't load match `bpf':No such file or directory\n\nError occurred at line: 5\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.\n";
         let message = explain_restore_failure(Family::V4, stderr);
+        assert!(!message.contains('\n'));
+        assert!(
+            message.ends_with("No such file or directory; Error occurred at line: 5)"),
+            "{message}"
+        );
         assert!(message.starts_with("the iptables bpf match (xt_bpf) is missing for iptables"));
         assert!(message.contains("modprobe xt_bpf"));
     }

@@ -14,6 +14,14 @@ use fwlog_common::{
 
 use super::RULE_COMMENT;
 
+/// What starts a connection: a TCP SYN, or any packet of another protocol.
+///
+/// conntrack also calls NEW the first packet it sees of a TCP connection that predates it (a
+/// "loose" mid-stream pickup, net/netfilter/nf_conntrack_proto_tcp.c, `tcp_new`): in a network
+/// namespace where nothing used conntrack before fwlog, that is the next packet of every open
+/// SSH session. Matching `--syn` keeps those sessions alive when fwlog installs its rules.
+const CONNECTION_ATTEMPTS: [&str; 2] = ["-p tcp --syn", "! -p tcp"];
+
 /// What the user asked for, as far as the rules are concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleOptions {
@@ -55,17 +63,21 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
         }
     }
     for interface in &options.interfaces {
+        for attempt in CONNECTION_ATTEMPTS {
+            let _ = writeln!(
+                script,
+                "-A INPUT -i {interface} {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
+                Action::Drop.chain()
+            );
+        }
+    }
+    for attempt in CONNECTION_ATTEMPTS {
         let _ = writeln!(
             script,
-            "-A INPUT -i {interface} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-            Action::Drop.chain()
+            "-A OUTPUT {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
+            Action::Accept.chain()
         );
     }
-    let _ = writeln!(
-        script,
-        "-A OUTPUT -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-        Action::Accept.chain()
-    );
     script.push_str("COMMIT\n");
     script
 }

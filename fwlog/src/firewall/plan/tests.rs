@@ -27,9 +27,12 @@ fn fresh_table_gets_the_three_chains_and_the_jumps() {
 -A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_new -m comment --comment fwlog
 -A LOG_AND_REJECT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_related -m comment --comment fwlog
 -A LOG_AND_REJECT -m comment --comment fwlog -j REJECT
--A INPUT -i wlan0 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
--A INPUT -i eth1 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
--A OUTPUT -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
+-A INPUT -i wlan0 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A INPUT -i wlan0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A INPUT -i eth1 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A INPUT -i eth1 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
+-A OUTPUT -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
+-A OUTPUT ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
 COMMIT
 ";
     assert_eq!(script, expected);

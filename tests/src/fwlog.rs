@@ -1,0 +1,191 @@
+//! A running `fwlog watch`: its JSON lines, its messages, and its end.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        mpsc::{self, Receiver, RecvTimeoutError},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use serde_json::Value;
+
+use crate::NetNs;
+
+/// How long fwlog gets to load, install and print that it is watching.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a test waits for an event it expects.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The fwlog binary under test: `FWLOG_BIN` (set by `cargo xtask test`), else the workspace's
+/// debug build.
+pub fn fwlog_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("FWLOG_BIN") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/fwlog");
+    assert!(
+        path.exists(),
+        "no fwlog binary at {}: build it with `cargo xtask build` or run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// `fwlog ARGS` run to completion in `netns`.
+pub fn fwlog_command(netns: &NetNs) -> Command {
+    let mut command = netns.command(&fwlog_bin().to_string_lossy());
+    command.env("RUST_BACKTRACE", "1");
+    command
+}
+
+/// A `fwlog watch` child. Drop kills it if it still runs and removes what it installed.
+pub struct Fwlog {
+    child: Option<Child>,
+    events: Receiver<Value>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    netns_path: PathBuf,
+    /// Lines that were read but not matched yet.
+    seen: Vec<Value>,
+}
+
+impl Fwlog {
+    /// Starts `fwlog watch ARGS` in `netns` and waits until it says it is watching.
+    pub fn watch(netns: &NetNs, args: &[&str]) -> Result<Self> {
+        let mut child = fwlog_command(netns)
+            .arg("watch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting fwlog watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (event_tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str::<Value>(&line).unwrap_or_else(|e| {
+                    panic!("fwlog printed a line that is not JSON ({e}): {line}")
+                });
+                if event_tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        let sink = Arc::clone(&messages);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.starts_with("fwlog: watching") {
+                    let _ = ready_tx.send(());
+                }
+                if let Ok(mut lines) = sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let mut fwlog = Fwlog {
+            child: Some(child),
+            events,
+            stderr: messages,
+            netns_path: netns.path(),
+            seen: Vec::new(),
+        };
+        match ready.recv_timeout(START_TIMEOUT) {
+            Ok(()) => Ok(fwlog),
+            Err(_) => {
+                let status = fwlog.stop(Signal::SIGKILL)?;
+                bail!(
+                    "fwlog watch did not start ({status}): {}",
+                    fwlog.stderr_text()
+                )
+            }
+        }
+    }
+
+    /// Waits for the first event (in order of arrival) that `matches`, keeping the others.
+    pub fn expect_event(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Result<Value> {
+        if let Some(i) = self.seen.iter().position(&matches) {
+            return Ok(self.seen.remove(i));
+        }
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if matches(&event) => return Ok(event),
+                Ok(event) => self.seen.push(event),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return Err(anyhow!(
+                        "no event {what} within {EVENT_TIMEOUT:?}; events: {:#?}; fwlog said: {}",
+                        self.seen,
+                        self.stderr_text()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Every event that arrives within `quiet` of the previous one (or of the call).
+    pub fn collect_events(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut events = std::mem::take(&mut self.seen);
+        while let Ok(event) = self.events.recv_timeout(quiet) {
+            events.push(event);
+        }
+        events
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    /// Sends `signal` and waits (bounded) for fwlog to exit.
+    pub fn stop(&mut self, signal: Signal) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("fwlog already stopped")?;
+        kill(Pid::from_raw(child.id() as i32), signal).context("signalling fwlog")?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().context("waiting for fwlog")? {
+                // Let the reader threads catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("fwlog did not exit within 15 s of {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|lines| lines.join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Fwlog {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = Command::new("nsenter")
+                .arg(format!("--net={}", self.netns_path.display()))
+                .arg(fwlog_bin())
+                .arg("uninstall")
+                .output();
+        }
+    }
+}

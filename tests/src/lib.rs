@@ -1,0 +1,22 @@
+//! Fixtures for fwlog's end-to-end tests: network namespaces joined by a veth pair, a running
+//! `fwlog` in one of them, and traffic sent from threads that entered a namespace.
+//!
+//! Everything a test creates has a name unique to the process and test (pid + counter), and is
+//! removed by `Drop`, also when the test fails.
+
+pub mod fwlog;
+pub mod netns;
+pub mod traffic;
+
+pub use fwlog::{fwlog_bin, Fwlog};
+pub use netns::{NetNs, TestNet};
+
+/// Fails the test, saying why, unless it runs as root: these tests need to create network
+/// namespaces, load eBPF programs and change iptables.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "fwlog's end-to-end tests need root (network namespaces, eBPF, iptables): run them with \
+         `cargo xtask test`, which uses sudo when needed"
+    );
+}

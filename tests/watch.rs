@@ -1,0 +1,226 @@
+//! `fwlog watch` end to end: real traffic through a real firewall, checked in the JSON lines.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Result;
+use fwlog_tests::{
+    netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
+    traffic::{ping, tcp_connect, tcp_listen, udp_bind, udp_received, udp_send},
+    Fwlog, TestNet,
+};
+use serde_json::Value;
+
+const NO_ANSWER: Duration = Duration::from_millis(1500);
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("test address"), port)
+}
+
+fn is(event: &Value, fields: &[(&str, Value)]) -> bool {
+    fields.iter().all(|(key, value)| &event[*key] == value)
+}
+
+#[test]
+fn inbound_tcp_and_udp_are_dropped_and_logged() -> Result<()> {
+    let net = TestNet::new()?;
+    // A listener and a UDP socket on the host: without fwlog the peer would reach them.
+    let _listener = tcp_listen(&net.host, addr(HOST_V4, 22))?;
+    let udp_sink = udp_bind(&net.host, addr(HOST_V4, 5353))?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+
+    let connected = tcp_connect(&net.peer, addr(HOST_V4, 22), NO_ANSWER)?;
+    assert!(!connected, "the inbound TCP connection must get no answer");
+    let event = fwlog.expect_event("inbound TCP drop", |e| {
+        is(
+            e,
+            &[
+                ("proto", "tcp".into()),
+                ("dest_port", 22.into()),
+                ("action", "drop".into()),
+            ],
+        )
+    })?;
+    assert_eq!(event["event_type"], "verdict");
+    assert_eq!(event["ct_state"], "new");
+    assert_eq!(event["direction"], "inbound");
+    assert_eq!(event["in_iface"], net.host_if.as_str());
+    assert_eq!(event["chain"], "LOG_AND_DROP");
+    assert_eq!(event["ip_version"], 4);
+    assert_eq!(event["src_ip"], PEER_V4);
+    assert_eq!(event["dest_ip"], HOST_V4);
+    assert_eq!(event["tcp_flags"], "S");
+    assert_eq!(event["len"], 60, "a SYN with the usual options is 60 bytes");
+    assert!(event["src_port"].as_u64().is_some_and(|p| p >= 1024));
+    assert!(
+        event.get("uid").is_none(),
+        "no local socket sent this packet"
+    );
+    assert!(
+        event.get("out_iface").is_none(),
+        "not known in INPUT: omitted, not guessed"
+    );
+    assert!(event["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.len() == 27 && t.ends_with('Z')));
+
+    let sent_from = udp_send(&net.peer, addr(HOST_V4, 5353), b"hello")?;
+    let event = fwlog.expect_event("inbound UDP drop", |e| {
+        is(e, &[("proto", "udp".into()), ("dest_port", 5353.into())])
+    })?;
+    assert_eq!(event["action"], "drop");
+    assert_eq!(event["src_port"], sent_from.port());
+    assert_eq!(event["src_ip"], PEER_V4);
+    assert_eq!(event["len"], 33, "20 (IP) + 8 (UDP) + 5 bytes");
+    assert!(
+        !udp_received(&udp_sink, Duration::from_millis(500))?,
+        "the datagram was dropped"
+    );
+    Ok(())
+}
+
+#[test]
+fn outbound_tcp_is_accepted_with_its_owner() -> Result<()> {
+    let net = TestNet::new()?;
+    let listener = tcp_listen(&net.peer, addr(PEER_V4, 8080))?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+
+    assert!(tcp_connect(
+        &net.host,
+        addr(PEER_V4, 8080),
+        Duration::from_secs(3)
+    )?);
+    let (_, client) = listener.accept()?;
+    let event = fwlog.expect_event("outbound TCP accept", |e| {
+        is(e, &[("proto", "tcp".into()), ("dest_port", 8080.into())])
+    })?;
+    assert_eq!(event["action"], "accept");
+    assert_eq!(event["direction"], "outbound");
+    assert_eq!(event["chain"], "LOG_AND_ACCEPT");
+    assert_eq!(event["src_ip"], HOST_V4);
+    assert_eq!(event["src_port"], client.port());
+    assert_eq!(event["dest_ip"], PEER_V4);
+    assert_eq!(event["uid"], 0, "the connecting socket belongs to root");
+    assert!(event.get("in_iface").is_none());
+    Ok(())
+}
+
+#[test]
+fn icmp_echo_both_ways() -> Result<()> {
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+
+    assert!(
+        !ping(&net.peer, HOST_V4)?,
+        "inbound echo requests are dropped"
+    );
+    let event = fwlog.expect_event("inbound echo", |e| {
+        is(
+            e,
+            &[("proto", "icmp".into()), ("direction", "inbound".into())],
+        )
+    })?;
+    assert_eq!(event["action"], "drop");
+    assert_eq!(event["icmp_type"], 8);
+    assert_eq!(event["icmp_code"], 0);
+    assert!(event.get("src_port").is_none(), "ICMP has no ports");
+
+    assert!(
+        ping(&net.host, PEER_V4)?,
+        "outbound echo is accepted and answered"
+    );
+    let event = fwlog.expect_event("outbound echo", |e| {
+        is(
+            e,
+            &[("proto", "icmp".into()), ("direction", "outbound".into())],
+        )
+    })?;
+    assert_eq!(event["action"], "accept");
+    assert_eq!(event["icmp_type"], 8);
+    assert_eq!(event["dest_ip"], PEER_V4);
+    Ok(())
+}
+
+#[test]
+fn ipv6_inbound_outbound_and_echo() -> Result<()> {
+    let net = TestNet::new()?;
+    let _listener = tcp_listen(&net.host, addr(HOST_V6, 22))?;
+    let peer_listener = tcp_listen(&net.peer, addr(PEER_V6, 8443))?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+
+    assert!(!tcp_connect(&net.peer, addr(HOST_V6, 22), NO_ANSWER)?);
+    let event = fwlog.expect_event("inbound TCP over IPv6", |e| {
+        is(
+            e,
+            &[
+                ("ip_version", 6.into()),
+                ("proto", "tcp".into()),
+                ("dest_port", 22.into()),
+            ],
+        )
+    })?;
+    assert_eq!(event["action"], "drop");
+    assert_eq!(event["src_ip"], PEER_V6);
+    assert_eq!(event["dest_ip"], HOST_V6);
+    assert_eq!(event["in_iface"], net.host_if.as_str());
+    assert_eq!(event["len"], 80, "40 (IPv6) + 40 (TCP with options)");
+
+    assert!(tcp_connect(
+        &net.host,
+        addr(PEER_V6, 8443),
+        Duration::from_secs(3)
+    )?);
+    let (_, client) = peer_listener.accept()?;
+    let event = fwlog.expect_event("outbound TCP over IPv6", |e| {
+        is(e, &[("ip_version", 6.into()), ("dest_port", 8443.into())])
+    })?;
+    assert_eq!(event["action"], "accept");
+    assert_eq!(event["direction"], "outbound");
+    assert_eq!(event["src_port"], client.port());
+
+    assert!(!ping(&net.peer, HOST_V6)?);
+    let event = fwlog.expect_event("inbound ICMPv6 echo", |e| {
+        is(e, &[("proto", "icmpv6".into()), ("icmp_type", 128.into())])
+    })?;
+    assert_eq!(event["action"], "drop");
+    assert_eq!(event["src_ip"], PEER_V6);
+    Ok(())
+}
+
+#[test]
+fn port_unreachable_answering_outbound_udp_is_related() -> Result<()> {
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+
+    // Nothing listens on the peer's port 9: its kernel answers with ICMP port unreachable,
+    // which conntrack ties to our datagram (RELATED) and the inbound rule drops and logs.
+    let sent_from = udp_send(&net.host, addr(PEER_V4, 9), b"anyone?")?;
+    let outbound = fwlog.expect_event("outbound UDP", |e| {
+        is(e, &[("proto", "udp".into()), ("dest_port", 9.into())])
+    })?;
+    assert_eq!(outbound["ct_state"], "new");
+    assert_eq!(outbound["src_port"], sent_from.port());
+    let related = fwlog.expect_event("ICMP port unreachable", |e| {
+        is(e, &[("proto", "icmp".into()), ("icmp_type", 3.into())])
+    })?;
+    assert_eq!(related["ct_state"], "related");
+    assert_eq!(related["icmp_code"], 3);
+    assert_eq!(related["action"], "drop");
+    assert_eq!(related["direction"], "inbound");
+    assert_eq!(related["src_ip"], PEER_V4);
+    assert_eq!(related["dest_ip"], HOST_V4);
+    Ok(())
+}
+
+#[test]
+fn every_line_is_flushed_promptly_and_parses() -> Result<()> {
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    for port in 40000..40020 {
+        udp_send(&net.host, addr(PEER_V4, port), b"x")?;
+    }
+    // The fixture reads through a pipe: each line must arrive without fwlog exiting first.
+    for port in 40000..40020 {
+        fwlog.expect_event("outbound UDP", |e| is(e, &[("dest_port", port.into())]))?;
+    }
+    Ok(())
+}

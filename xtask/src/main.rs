@@ -1,0 +1,40 @@
+//! fwlog's developer tasks: the steps plain cargo cannot do (toolchains, system tools, root).
+
+mod build;
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "fwlog's developer tasks; run as `cargo xtask <TASK>`")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (nightly rust-src, bpf-linker, iptables & co, bpffs).
+    Setup,
+    /// Build fwlog, eBPF programs included, and print the binary's path.
+    Build(build::Options),
+    /// Build fwlog and run it as root with the arguments after `--`.
+    Run(run::Options),
+    /// Check formatting and lints, then run the unit and kernel tests.
+    Test(test::Options),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().task {
+        Task::Setup => setup::run()?,
+        Task::Build(options) => build::run(options)?,
+        Task::Run(options) => return run::run(options),
+        Task::Test(options) => test::run(options)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! Test: formatting, lints, then unit and kernel tests against a freshly built fwlog.
+
+use std::{ffi::OsString, time::Instant};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use nix::unistd::geteuid;
+
+use crate::{build, cmd, setup};
+
+#[derive(Args)]
+pub struct Options {
+    /// Extra arguments for `cargo test`, after `--` (e.g. a test name, or `-- --nocapture`).
+    #[arg(last = true)]
+    cargo_test_args: Vec<OsString>,
+}
+
+/// `cargo xtask test`: stops at the first failing step.
+pub fn run(options: Options) -> Result<()> {
+    let started = Instant::now();
+    setup::prepare(setup::Report::ChangesOnly)?;
+    let fwlog = build::build_fwlog(false)?;
+
+    let mut fmt = cmd::cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    cmd::run(&mut fmt)
+        .context("formatting differs: run `cargo fmt --all`, then rerun `cargo xtask test`")?;
+
+    let mut clippy = cmd::cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "fwlog-ebpf",
+        "--all-targets",
+    ]);
+    clippy.args(["--", "-D", "warnings"]);
+    cmd::run(&mut clippy)
+        .context("clippy found problems: fix the warnings above, then rerun `cargo xtask test`")?;
+
+    let mut test = cmd::cargo();
+    // fwlog-tests is a workspace member, so this runs the kernel tests too; they exec FWLOG_BIN.
+    test.args(["test", "--workspace", "--exclude", "fwlog-ebpf"])
+        .args(&options.cargo_test_args)
+        .env("FWLOG_BIN", &fwlog)
+        .env("RUST_BACKTRACE", "1");
+    if !geteuid().is_root() {
+        // The kernel tests create network namespaces, load eBPF and change iptables rules.
+        let runner = runner_variable()?;
+        println!("not root: running the test binaries through `sudo -E` ({runner})");
+        test.env(runner, "sudo -E");
+    }
+    cmd::run(&mut test).context(
+        "tests failed: see the failures above; rerun one with `cargo xtask test -- <test name>`",
+    )?;
+
+    println!("tests passed in {} s", started.elapsed().as_secs());
+    Ok(())
+}
+
+/// `CARGO_TARGET_<HOST TRIPLE>_RUNNER`, e.g. `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER`.
+fn runner_variable() -> Result<String> {
+    let version = cmd::output(cmd::tool("rustc").arg("-vV"))
+        .context("cannot ask rustc for the host target")?;
+    let host = version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .context("no `host:` line in `rustc -vV`")?;
+    Ok(format!(
+        "CARGO_TARGET_{}_RUNNER",
+        host.trim().to_uppercase().replace(['-', '.'], "_")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::{Cli, Task};
+
+    #[test]
+    fn everything_after_the_first_double_dash_goes_to_cargo_test() {
+        let cli = Cli::try_parse_from(["xtask", "test", "--", "netns", "--", "--nocapture"]);
+        let Ok(Cli {
+            task: Task::Test(options),
+        }) = cli
+        else {
+            panic!("`xtask test -- ...` did not parse as the test task");
+        };
+        assert_eq!(options.cargo_test_args, ["netns", "--", "--nocapture"]);
+    }
+}
