@@ -141,3 +141,48 @@ fn tcp_flag_order() {
     assert_eq!(letters(0xff), "SAFRPUEC");
     assert_eq!(letters(0), "");
 }
+
+/// The field names in README's schema table.
+fn documented_fields() -> std::collections::BTreeSet<String> {
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("## JSON schema")
+        .expect("README has a JSON schema section");
+    let section = &readme[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    section[..end]
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn readme_documents_exactly_the_fields_fwlog_writes() {
+    let mut out = Vec::new();
+    let mut writer = JsonWriter::default();
+    let inbound = inbound_tcp_syn();
+    let mut outbound_icmp = inbound_tcp_syn();
+    outbound_icmp.flags = VERDICT_HAS_SOCKET;
+    outbound_icmp.packet.proto = IPPROTO_ICMP;
+    outbound_icmp.packet.flags = PKT_HAS_ICMP | PKT_FRAGMENT | PKT_L4_UNPARSED;
+    for (event, in_iface) in [(&inbound, Some("eth0")), (&outbound_icmp, None)] {
+        writer.verdict(
+            &mut out,
+            &VerdictRecord {
+                unix_ns: T,
+                event,
+                direction: Direction::Inbound,
+                in_iface,
+            },
+        );
+    }
+    writer.lost(&mut out, T, 1);
+    let mut written = std::collections::BTreeSet::new();
+    for line in String::from_utf8(out).expect("UTF-8").lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        written.extend(value.as_object().expect("an object").keys().cloned());
+    }
+    assert_eq!(written, documented_fields());
+}
