@@ -2,10 +2,17 @@
 
 /// An event could not be written because the ring buffer was full.
 pub const LOST_EVENTS: u32 = 0;
-/// A packet whose headers could not be parsed (truncated or malformed); an event is still sent.
+/// A packet whose headers could not be parsed (truncated or malformed). The verdict program
+/// still sends an event; the flow program leaves the packet out of the flow table.
 pub const MALFORMED_PACKETS: u32 = 1;
 /// Verdict events written to the ring buffer.
 pub const VERDICT_EVENTS: u32 = 2;
+/// Flows the tc programs added to the flow table.
+pub const FLOWS_CREATED: u32 = 3;
+/// Flows the tc programs ended and removed (FIN, RST), reported or counted as lost.
+pub const FLOWS_ENDED: u32 = 4;
+/// Non-first fragments whose first fragment was not seen (no flow to count them to).
+pub const FRAGMENTS_UNMATCHED: u32 = 5;
 
 /// Number of entries in the `COUNTERS` map.
-pub const COUNTER_SLOTS: u32 = 3;
+pub const COUNTER_SLOTS: u32 = 6;

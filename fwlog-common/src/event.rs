@@ -130,7 +130,6 @@ pub struct VerdictEvent {
     pub mark: u32,
     pub _pad0: u32,
     pub packet: PacketInfo,
-    pub _pad1: [u8; 4],
 }
 
 const _: () = assert!(size_of::<VerdictEvent>() == 88);

@@ -3,6 +3,7 @@
 
 pub mod counters;
 pub mod event;
+pub mod flow;
 pub mod packet;
 pub mod programs;
 

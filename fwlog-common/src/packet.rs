@@ -15,6 +15,10 @@ pub const PKT_FRAGMENT: u8 = 1 << 3;
 /// The transport header is cut short or malformed (or the IPv6 extension chain is too long);
 /// the addresses and protocol are still right.
 pub const PKT_L4_UNPARSED: u8 = 1 << 4;
+/// A fragment (first or later): `frag_id` is the IP identification that ties them together.
+pub const PKT_FRAGMENTED: u8 = 1 << 5;
+/// An ICMP/ICMPv6 echo request or reply: `icmp_id` is its identifier.
+pub const PKT_HAS_ICMP_ID: u8 = 1 << 6;
 
 pub const IP_VERSION_4: u8 = 4;
 pub const IP_VERSION_6: u8 = 6;
@@ -54,10 +58,14 @@ pub struct PacketInfo {
     pub icmp_code: u8,
     /// `PKT_*` flags.
     pub flags: u8,
-    pub _pad: [u8; 2],
+    /// Echo identifier, valid with [`PKT_HAS_ICMP_ID`].
+    pub icmp_id: u16,
+    /// IP identification (IPv4) or fragment-header identification (IPv6), valid with
+    /// [`PKT_FRAGMENTED`].
+    pub frag_id: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<PacketInfo>() == 44);
+const _: () = assert!(core::mem::size_of::<PacketInfo>() == 48);
 
 /// Why the IP header itself could not be read. Transport-level problems are flags instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,15 +94,92 @@ impl PacketReader for [u8] {
 }
 
 /// Parses the IP packet that starts at `offset`.
-#[inline(always)]
 pub fn parse_ip<R: PacketReader + ?Sized>(
     packet: &R,
     offset: usize,
 ) -> Result<PacketInfo, ParseError> {
+    let mut info = PacketInfo::default();
+    parse_ip_into(packet, offset, &mut info).map(|_| info)
+}
+
+/// No transport header (a non-first fragment, or an extension chain that could not be walked).
+/// A plain offset rather than `Option`: LLVM may read the payload register of a `None`, which
+/// the eBPF verifier rejects as uninitialised.
+pub const NO_L4: usize = 0;
+
+/// [`parse_ip`] into `info` (which it resets first), returning where the transport header
+/// starts, or [`NO_L4`]. The eBPF programs parse into map memory this way: their stack is
+/// 512 bytes in all, too small for copies of the result.
+#[inline(always)]
+pub fn parse_ip_into<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+    info: &mut PacketInfo,
+) -> Result<usize, ParseError> {
+    let l4_offset = parse_l3(packet, offset, info)?;
+    if l4_offset != NO_L4 {
+        parse_transport(packet, l4_offset, info);
+    }
+    Ok(l4_offset)
+}
+
+/// Parses the packet an ICMP error quotes (its IP header and at least 8 bytes after it, RFC
+/// 792/4443), starting at `offset`: addresses, protocol and ports, enough to find its flow.
+#[inline(always)]
+pub fn parse_quoted_into<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+    info: &mut PacketInfo,
+) -> Result<(), ParseError> {
+    let l4_offset = parse_l3(packet, offset, info)?;
+    if l4_offset != NO_L4 {
+        match info.proto {
+            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => {
+                parse_ports(packet, l4_offset, info)
+            }
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => parse_icmp(packet, l4_offset, info),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`parse_quoted_into`] returning the result.
+pub fn parse_quoted<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+) -> Result<PacketInfo, ParseError> {
+    let mut info = PacketInfo::default();
+    parse_quoted_into(packet, offset, &mut info).map(|()| info)
+}
+
+/// ICMP and ICMPv6 error types: they quote the packet that caused them.
+pub const fn is_icmp_error(info: &PacketInfo) -> bool {
+    if info.flags & PKT_HAS_ICMP == 0 {
+        return false;
+    }
+    match info.proto {
+        // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+        IPPROTO_ICMP => matches!(info.icmp_type, 3 | 4 | 5 | 11 | 12),
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        IPPROTO_ICMPV6 => matches!(info.icmp_type, 1..=4),
+        _ => false,
+    }
+}
+
+/// Parses the IP header(s) into `info` (reset first); returns where the transport header
+/// starts, if the packet has one (not for non-first fragments or an unparsable extension chain).
+#[inline(always)]
+fn parse_l3<R: PacketReader + ?Sized>(
+    packet: &R,
+    offset: usize,
+    info: &mut PacketInfo,
+) -> Result<usize, ParseError> {
+    *info = PacketInfo::default();
     let first: [u8; 1] = packet.read(offset).ok_or(ParseError::Truncated)?;
     match first[0] >> 4 {
-        4 => parse_ipv4(packet, offset),
-        6 => parse_ipv6(packet, offset),
+        4 => parse_ipv4(packet, offset, info),
+        6 => parse_ipv6(packet, offset, info),
         _ => Err(ParseError::UnknownVersion),
     }
 }
@@ -103,40 +188,43 @@ pub fn parse_ip<R: PacketReader + ?Sized>(
 fn parse_ipv4<R: PacketReader + ?Sized>(
     packet: &R,
     offset: usize,
-) -> Result<PacketInfo, ParseError> {
-    let header: [u8; 20] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    info: &mut PacketInfo,
+) -> Result<usize, ParseError> {
+    // Read in pieces rather than as one array, for the same reason as above.
+    let header: [u8; 12] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    let addresses: [u8; 8] = packet.read(offset + 12).ok_or(ParseError::Truncated)?;
     let ihl = (header[0] & 0x0f) as usize;
     if ihl < 5 {
         return Err(ParseError::BadHeaderLength);
     }
-    let mut info = PacketInfo {
-        ip_version: IP_VERSION_4,
-        proto: header[9],
-        ..PacketInfo::default()
-    };
-    info.src_addr[..4].copy_from_slice(&header[12..16]);
-    info.dst_addr[..4].copy_from_slice(&header[16..20]);
-    let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+    info.ip_version = IP_VERSION_4;
+    info.proto = header[9];
+    info.src_addr[..4].copy_from_slice(&addresses[..4]);
+    info.dst_addr[..4].copy_from_slice(&addresses[4..]);
+    let fragment = u16::from_be_bytes([header[6], header[7]]);
+    let more_fragments = fragment & 0x2000 != 0;
+    let fragment_offset = fragment & 0x1fff;
+    if more_fragments || fragment_offset != 0 {
+        info.flags |= PKT_FRAGMENTED;
+        info.frag_id = u16::from_be_bytes([header[4], header[5]]) as u32;
+    }
     if fragment_offset != 0 {
         info.flags |= PKT_FRAGMENT;
-        return Ok(info);
+        return Ok(NO_L4);
     }
-    parse_transport(packet, offset + ihl * 4, &mut info);
-    Ok(info)
+    Ok(offset + ihl * 4)
 }
 
 #[inline(always)]
 fn parse_ipv6<R: PacketReader + ?Sized>(
     packet: &R,
     offset: usize,
-) -> Result<PacketInfo, ParseError> {
-    let header: [u8; 40] = packet.read(offset).ok_or(ParseError::Truncated)?;
-    let mut info = PacketInfo {
-        ip_version: IP_VERSION_6,
-        ..PacketInfo::default()
-    };
-    info.src_addr.copy_from_slice(&header[8..24]);
-    info.dst_addr.copy_from_slice(&header[24..40]);
+    info: &mut PacketInfo,
+) -> Result<usize, ParseError> {
+    let header: [u8; 8] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    info.ip_version = IP_VERSION_6;
+    info.src_addr = packet.read(offset + 8).ok_or(ParseError::Truncated)?;
+    info.dst_addr = packet.read(offset + 24).ok_or(ParseError::Truncated)?;
     let mut next_header = header[6];
     let mut l4_offset = offset + 40;
     let mut steps = 0;
@@ -147,7 +235,7 @@ fn parse_ipv6<R: PacketReader + ?Sized>(
                 let Some(ext) = packet.read::<2>(l4_offset) else {
                     info.proto = next_header;
                     info.flags |= PKT_L4_UNPARSED;
-                    return Ok(info);
+                    return Ok(NO_L4);
                 };
                 let len = if next_header == IPV6_AH {
                     (ext[1] as usize + 2) * 4
@@ -158,23 +246,24 @@ fn parse_ipv6<R: PacketReader + ?Sized>(
                 len
             }
             IPV6_FRAGMENT => {
-                let Some(ext) = packet.read::<4>(l4_offset) else {
+                let Some(ext) = packet.read::<8>(l4_offset) else {
                     info.proto = next_header;
                     info.flags |= PKT_L4_UNPARSED;
-                    return Ok(info);
+                    return Ok(NO_L4);
                 };
                 next_header = ext[0];
+                info.flags |= PKT_FRAGMENTED;
+                info.frag_id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
                 if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
                     info.proto = next_header;
                     info.flags |= PKT_FRAGMENT;
-                    return Ok(info);
+                    return Ok(NO_L4);
                 }
                 8
             }
             _ => {
                 info.proto = next_header;
-                parse_transport(packet, l4_offset, &mut info);
-                return Ok(info);
+                return Ok(l4_offset);
             }
         };
         l4_offset += ext_len;
@@ -182,7 +271,7 @@ fn parse_ipv6<R: PacketReader + ?Sized>(
     // Still inside the extension chain after the bound: report the packet, not its ports.
     info.proto = next_header;
     info.flags |= PKT_L4_UNPARSED;
-    Ok(info)
+    Ok(NO_L4)
 }
 
 #[inline(always)]
@@ -198,23 +287,42 @@ fn parse_transport<R: PacketReader + ?Sized>(packet: &R, offset: usize, info: &m
             }
             _ => info.flags |= PKT_L4_UNPARSED,
         },
-        IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => match packet.read::<4>(offset) {
-            Some(ports) => {
-                info.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-                info.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
-                info.flags |= PKT_HAS_PORTS;
-            }
-            None => info.flags |= PKT_L4_UNPARSED,
-        },
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => match packet.read::<2>(offset) {
-            Some(icmp) => {
-                info.icmp_type = icmp[0];
-                info.icmp_code = icmp[1];
-                info.flags |= PKT_HAS_ICMP;
-            }
-            None => info.flags |= PKT_L4_UNPARSED,
-        },
+        IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => parse_ports(packet, offset, info),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => parse_icmp(packet, offset, info),
         _ => {}
+    }
+}
+
+#[inline(always)]
+fn parse_ports<R: PacketReader + ?Sized>(packet: &R, offset: usize, info: &mut PacketInfo) {
+    match packet.read::<4>(offset) {
+        Some(ports) => {
+            info.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+            info.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+            info.flags |= PKT_HAS_PORTS;
+        }
+        None => info.flags |= PKT_L4_UNPARSED,
+    }
+}
+
+#[inline(always)]
+fn parse_icmp<R: PacketReader + ?Sized>(packet: &R, offset: usize, info: &mut PacketInfo) {
+    let Some(icmp) = packet.read::<2>(offset) else {
+        info.flags |= PKT_L4_UNPARSED;
+        return;
+    };
+    info.icmp_type = icmp[0];
+    info.icmp_code = icmp[1];
+    info.flags |= PKT_HAS_ICMP;
+    let echo = match info.proto {
+        IPPROTO_ICMP => matches!(icmp[0], 0 | 8),
+        _ => matches!(icmp[0], 128 | 129),
+    };
+    if echo {
+        if let Some(header) = packet.read::<6>(offset) {
+            info.icmp_id = u16::from_be_bytes([header[4], header[5]]);
+            info.flags |= PKT_HAS_ICMP_ID;
+        }
     }
 }
 

@@ -6,6 +6,15 @@ use crate::event::{Action, CtState};
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU `u64` counters, indexed by [`crate::counters`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
+/// The flow table: [`crate::flow::FlowKey`] → [`crate::flow::FlowStats`] (LRU).
+pub const FLOWS_MAP: &str = "FLOWS";
+/// Length of the link-layer header per watched interface (`u32` ifindex → `u32` bytes).
+pub const LINK_HEADER_MAP: &str = "LINK_HEADER";
+/// Global (`u8`): 1 when the flow table is in use, so the verdict programs update it.
+pub const FLOW_TRACKING_GLOBAL: &str = "FLOW_TRACKING";
+/// The tc programs, on ingress and egress of every watched interface.
+pub const FLOW_INGRESS_PROGRAM: &str = "flow_ingress";
+pub const FLOW_EGRESS_PROGRAM: &str = "flow_egress";
 
 /// The socket-filter program that iptables' `-m bpf` match runs for `action` and `state`.
 ///

@@ -1,7 +1,12 @@
 //! fwlog's eBPF object: one file per hook, maps in `maps`.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write on map values (see atomic.rs).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod atomic;
+mod flow;
 mod maps;
 mod skb;
 mod verdict;

@@ -2,12 +2,17 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use fwlog_common::counters::COUNTER_SLOTS;
+use fwlog_common::{
+    counters::COUNTER_SLOTS,
+    flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, PendingVerdict},
+};
 
 /// Default ring-buffer size; `fwlog watch --ring-size` overrides it at load time.
 const DEFAULT_RING_BYTES: u32 = 4 << 20;
+/// Default flow-table size; `fwlog watch --flow-table-size` overrides it at load time.
+const DEFAULT_FLOWS: u32 = 65_536;
 
 /// Every event, in the order the kernel produced them, to the collector.
 #[map]
@@ -16,6 +21,28 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 /// Per-CPU counters; indexes in `fwlog_common::counters`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// The flow table, written by the tc programs and, for the verdict, the netfilter ones.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+
+/// Verdicts seen in OUTPUT, where the output interface is not known yet, keyed with ifindex 0;
+/// the tc egress program moves them into the flow it creates.
+#[map]
+pub static PENDING_VERDICTS: LruHashMap<FlowKey, PendingVerdict> =
+    LruHashMap::with_max_entries(4096, 0);
+
+/// First fragments' flows, so that later fragments (no ports) are counted to them.
+#[map]
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentFlow> = LruHashMap::with_max_entries(4096, 0);
+
+/// Working memory of the tc programs, one per CPU.
+#[map]
+pub static FLOW_SCRATCH: PerCpuArray<FlowScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Link-layer header length per watched interface (0 for tun/WireGuard-like devices).
+#[map]
+pub static LINK_HEADER: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 
 /// Adds one to a per-CPU counter (no atomics needed: the slot belongs to this CPU and BPF
 /// programs do not migrate while running).

@@ -12,3 +12,12 @@ impl PacketReader for SkbReader<'_> {
         self.0.load::<[u8; N]>(offset).ok()
     }
 }
+
+pub struct TcReader<'a>(pub &'a aya_ebpf::programs::TcContext);
+
+impl PacketReader for TcReader<'_> {
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        self.0.load::<[u8; N]>(offset).ok()
+    }
+}

@@ -13,13 +13,19 @@ use aya_log_ebpf::debug;
 use fwlog_common::{
     counters::{LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
     event::{Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_SOCKET},
-    packet::{parse_ip, PacketInfo, PKT_L4_UNPARSED},
+    flow::{FlowKey, PendingVerdict},
+    packet::{parse_ip_into, PacketInfo, PKT_L4_UNPARSED},
 };
 
 use crate::{
-    maps::{count, EVENTS},
+    maps::{count, EVENTS, FLOWS, PENDING_VERDICTS},
     skb::SkbReader,
 };
+
+/// 1 when the tc programs keep the flow table (the user side sets it at load time), so the
+/// verdict is written into the flow too.
+#[no_mangle]
+static FLOW_TRACKING: u8 = 0;
 
 /// xt_bpf treats a non-zero return as a match; the logging rules must never match.
 const NO_MATCH: i64 = 0;
@@ -59,19 +65,6 @@ pub fn verdict_reject_related(ctx: SkBuffContext) -> i64 {
 #[inline(always)]
 fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
     let skb = ctx.skb.skb;
-    let packet = match parse_ip(&SkbReader(ctx), 0) {
-        Ok(packet) => {
-            if packet.flags & PKT_L4_UNPARSED != 0 {
-                count(MALFORMED_PACKETS);
-            }
-            packet
-        }
-        Err(error) => {
-            count(MALFORMED_PACKETS);
-            debug!(ctx, "unparsable IP header ({})", error as u8);
-            PacketInfo::default()
-        }
-    };
     // SAFETY: `skb` is the context pointer the kernel passed to this program; these fields are
     // readable from socket filters (net/core/filter.c, sk_filter_is_valid_access).
     let (ifindex, len, mark) = unsafe { ((*skb).ingress_ifindex, (*skb).len, (*skb).mark) };
@@ -82,7 +75,7 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
     } else {
         (0, 0)
     };
-    let event = VerdictEvent {
+    let mut event = VerdictEvent {
         kind: EVENT_KIND_VERDICT,
         action: action as u8,
         ct_state: state as u8,
@@ -95,9 +88,26 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
         len,
         mark,
         _pad0: 0,
-        packet,
-        _pad1: [0; 4],
+        packet: PacketInfo::default(),
     };
+    // Parsed in place: the eBPF stack (512 bytes for the whole call chain) has no room for
+    // copies of the result.
+    match parse_ip_into(&SkbReader(ctx), 0, &mut event.packet) {
+        Ok(_) => {
+            if event.packet.flags & PKT_L4_UNPARSED != 0 {
+                count(MALFORMED_PACKETS);
+            }
+        }
+        Err(error) => {
+            count(MALFORMED_PACKETS);
+            event.packet = PacketInfo::default();
+            debug!(ctx, "unparsable IP header ({})", error as u8);
+        }
+    }
+    // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
+    if unsafe { core::ptr::read_volatile(&FLOW_TRACKING) } != 0 {
+        record_flow_verdict(&event.packet, ifindex, action, state);
+    }
     match EVENTS.reserve::<VerdictEvent>(0) {
         Some(mut entry) => {
             entry.write(event);
@@ -107,4 +117,29 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
         None => count(LOST_EVENTS),
     }
     NO_MATCH
+}
+
+/// Puts the verdict into the packet's flow. In INPUT (and FORWARD) the tc ingress program has
+/// created the flow already; in OUTPUT the interface is not known yet and tc egress has not
+/// run, so the verdict waits in `PENDING_VERDICTS` for the flow's creation.
+#[inline(always)]
+fn record_flow_verdict(packet: &PacketInfo, ifindex: u32, action: Action, state: CtState) {
+    let mut key = FlowKey::default();
+    key.set_from(packet, ifindex);
+    if ifindex != 0 {
+        if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+            // SAFETY: a live map value; single-byte stores.
+            unsafe {
+                (*stats).action = action as u8;
+                (*stats).ct_state = state as u8;
+            }
+        }
+    } else {
+        let verdict = PendingVerdict {
+            action: action as u8,
+            ct_state: state as u8,
+            _pad: [0; 2],
+        };
+        let _ = PENDING_VERDICTS.insert(&key, &verdict, 0);
+    }
 }

@@ -52,6 +52,25 @@ pub struct WatchArgs {
     /// Size of the kernel-to-collector ring buffer: a power of two, at least 4K (K, M, G accepted).
     #[arg(long, default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u32,
+    /// What to print: `verdict` (new connection attempts), `flow` (how each flow ended).
+    #[arg(long, value_delimiter = ',', default_value = "verdict,flow")]
+    pub events: Vec<EventKind>,
+    /// Seconds without a packet after which a flow (UDP, ICMP, half-open TCP) is reported idle.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+    /// Flows the kernel's flow table holds (about 200 bytes of kernel memory each).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(16..=16_777_216))]
+    pub flow_table_size: u32,
+    /// Print a `stats` line every N seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub stats: u64,
+}
+
+/// The kinds of lines `--events` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventKind {
+    Verdict,
+    Flow,
 }
 
 fn parse_prefix(prefix: &str) -> Result<String, String> {

@@ -37,6 +37,11 @@ impl BootClock {
     pub fn now_unix_ns() -> i128 {
         clock_ns(ClockId::CLOCK_REALTIME)
     }
+
+    /// Now, on the kernel programs' clock (CLOCK_BOOTTIME).
+    pub fn now_boot_ns() -> u64 {
+        clock_ns(ClockId::CLOCK_BOOTTIME) as u64
+    }
 }
 
 impl Default for BootClock {

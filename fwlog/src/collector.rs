@@ -1,21 +1,27 @@
-//! Reading the ring buffer: events → JSON lines on stdout, one write and flush per batch, and
-//! the kernel's loss counter turned into `lost` lines as soon as it moves.
+//! Reading the ring buffer: events → JSON lines on stdout, one write and flush per batch; the
+//! kernel's counters turned into `lost` and `flows_evicted` lines as soon as they move; idle
+//! flows swept from the flow table.
 
 use std::{future::Future, io::Write, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use fwlog_common::{
-    counters::{LOST_EVENTS, MALFORMED_PACKETS},
+    counters::{FLOWS_CREATED, FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
+    flow::{EndReason, FlowEndEvent, FlowKey, FlowStats, SEEN_EGRESS, SIDE_A},
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
     clock::BootClock,
     direction::LocalAddresses,
+    flows::{EndedFlow, FlowTable},
     interfaces::InterfaceNames,
-    output::json::{packet_addrs, JsonWriter, VerdictRecord},
+    output::{
+        json::{packet_addrs, FlowRecord, JsonWriter, StatsRecord, VerdictRecord},
+        Direction,
+    },
 };
 
 /// How often the loss counter is read (and pending output flushed) when no event wakes us.
@@ -25,8 +31,20 @@ const TICK: Duration = Duration::from_millis(100);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub events: u64,
+    pub flows: u64,
     pub lost: u64,
+    pub evicted: u64,
     pub malformed: u64,
+}
+
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// What to print, and how often.
+pub struct CollectorOptions {
+    pub verdicts: bool,
+    pub flows: Option<FlowTable>,
+    /// Every this often, a `stats` line.
+    pub stats_every: Option<Duration>,
 }
 
 pub struct Collector<W: Write> {
@@ -39,11 +57,13 @@ pub struct Collector<W: Write> {
     names: InterfaceNames,
     local: LocalAddresses,
     totals: Totals,
+    verdicts: bool,
+    flows: Option<FlowTable>,
+    ended: Vec<EndedFlow>,
+    stats_every: Option<Duration>,
     /// aya-log's reader for the programs' diagnostics (flushed every tick, off the hot path).
     logger: Option<KernelLogger>,
 }
-
-pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl<W: Write> Collector<W> {
     /// Must be called inside a tokio runtime (the ring buffer's fd is registered with it).
@@ -51,6 +71,7 @@ impl<W: Write> Collector<W> {
         ring: RingBuf<MapData>,
         counters: PerCpuArray<MapData, u64>,
         logger: Option<KernelLogger>,
+        options: CollectorOptions,
         out: W,
     ) -> Result<Self> {
         // SAFETY: the RingBuf owns its fd and keeps it open, unchanged, until it is dropped,
@@ -68,6 +89,10 @@ impl<W: Write> Collector<W> {
             names: InterfaceNames::default(),
             local: LocalAddresses::default(),
             totals: Totals::default(),
+            verdicts: options.verdicts,
+            flows: options.flows,
+            ended: Vec::new(),
+            stats_every: options.stats_every,
             logger,
         })
     }
@@ -77,6 +102,10 @@ impl<W: Write> Collector<W> {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without --stats the interval is never polled (the branch is disabled).
+        let mut stats_tick =
+            tokio::time::interval(self.stats_every.unwrap_or(Duration::from_secs(3600)));
+        stats_tick.tick().await;
         loop {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
@@ -86,20 +115,27 @@ impl<W: Write> Collector<W> {
                 }
                 _ = tick.tick() => {
                     self.drain()?;
-                    self.check_lost()?;
+                    self.check_counters()?;
+                    if self.flows.as_ref().is_some_and(FlowTable::sweep_due) {
+                        self.sweep_flows()?;
+                    }
                     if let Some(logger) = &mut self.logger {
                         logger.flush();
                     }
                 }
+                _ = stats_tick.tick(), if self.stats_every.is_some() => self.write_stats()?,
             }
         }
     }
 
-    /// Reads what is left (after the rules are gone), reports the last losses, returns totals.
+    /// After the rules and tc programs are gone: reads what is left, reports every open flow
+    /// (reason `exit`) and the last losses, and returns the totals.
     pub fn finish(mut self) -> Result<Totals> {
         self.drain()?;
-        self.check_lost()?;
+        self.walk_flow_table(FlowTable::flush)?;
+        self.check_counters()?;
         self.totals.malformed = self.sum_counter(MALFORMED_PACKETS)?;
+        self.flush()?;
         Ok(self.totals)
     }
 
@@ -107,33 +143,131 @@ impl<W: Write> Collector<W> {
     fn drain(&mut self) -> Result<()> {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            if item.first() == Some(&EVENT_KIND_VERDICT) {
-                if let Some(event) = VerdictEvent::from_bytes(&item) {
-                    let dest = packet_addrs(&event.packet).map(|(_, dest)| dest);
-                    let record = VerdictRecord {
-                        unix_ns: self.clock.unix_ns(event.timestamp_ns),
-                        event: &event,
-                        direction: self.local.direction(event.ifindex, dest),
-                        in_iface: self.names.name(event.ifindex),
-                    };
-                    self.writer.verdict(&mut self.buffer, &record);
-                    self.totals.events += 1;
+            match item.first() {
+                Some(&EVENT_KIND_VERDICT) if self.verdicts => {
+                    if let Some(event) = VerdictEvent::from_bytes(&item) {
+                        let dest = packet_addrs(&event.packet).map(|(_, dest)| dest);
+                        let record = VerdictRecord {
+                            unix_ns: self.clock.unix_ns(event.timestamp_ns),
+                            event: &event,
+                            direction: self.local.direction(event.ifindex, dest),
+                            in_iface: self.names.name(event.ifindex),
+                        };
+                        self.writer.verdict(&mut self.buffer, &record);
+                        self.totals.events += 1;
+                    }
+                }
+                _ => {
+                    if let Some(event) = FlowEndEvent::from_bytes(&item) {
+                        if let Some(reason) = EndReason::from_u8(event.reason) {
+                            self.ended.push(EndedFlow {
+                                key: event.key,
+                                stats: event.stats,
+                                reason,
+                            });
+                        }
+                    }
                 }
             }
         }
+        self.write_ended_flows();
         self.flush()
     }
 
-    fn check_lost(&mut self) -> Result<()> {
+    fn write_ended_flows(&mut self) {
+        for EndedFlow { key, stats, reason } in std::mem::take(&mut self.ended) {
+            let direction = self.flow_direction(&key, &stats);
+            let record = FlowRecord {
+                start_unix_ns: self.clock.unix_ns(stats.first_ns),
+                end_unix_ns: self.clock.unix_ns(stats.last_ns),
+                key: &key,
+                stats: &stats,
+                reason,
+                direction,
+                iface: self.names.name(key.ifindex),
+            };
+            self.writer.flow(&mut self.buffer, &record);
+            self.totals.flows += 1;
+        }
+    }
+
+    /// Outbound when the first packet left through tc egress; else inbound, or forward when
+    /// the server is not this machine.
+    fn flow_direction(&mut self, key: &FlowKey, stats: &FlowStats) -> Direction {
+        if stats.first_seen == SEEN_EGRESS {
+            return Direction::Outbound;
+        }
+        let server = if stats.opener == SIDE_A {
+            key.addr_b
+        } else {
+            key.addr_a
+        };
+        let server = match key.ip_version {
+            4 => std::net::IpAddr::from([server[0], server[1], server[2], server[3]]),
+            _ => std::net::IpAddr::from(server),
+        };
+        self.local.direction(key.ifindex, Some(server))
+    }
+
+    fn sweep_flows(&mut self) -> Result<()> {
+        self.walk_flow_table(|table, ended| table.sweep(BootClock::now_boot_ns(), ended))
+    }
+
+    /// Walks the flow table with `walk` (sweep or flush), reports what ended, then counts the
+    /// flows the kernel evicted: every flow created before the walk either ended in the kernel
+    /// (counted after the walk), was removed by the walk, is still there, or was evicted. Reading
+    /// the counters that way round never over-counts evictions.
+    fn walk_flow_table(
+        &mut self,
+        walk: impl FnOnce(&mut FlowTable, &mut Vec<EndedFlow>) -> Result<()>,
+    ) -> Result<()> {
+        if self.flows.is_none() {
+            return Ok(());
+        }
+        let created = self.sum_counter(FLOWS_CREATED)?;
+        if let Some(table) = &mut self.flows {
+            walk(table, &mut self.ended)?;
+        }
+        // Flows the kernel ended during the walk are in the ring buffer: report them first.
+        self.drain()?;
+        let ended = self.sum_counter(FLOWS_ENDED)?;
+        if let Some(table) = &self.flows {
+            let evicted = table.evicted_by_kernel(created, ended);
+            if evicted > self.totals.evicted {
+                let now = BootClock::now_unix_ns();
+                self.writer
+                    .flows_evicted(&mut self.buffer, now, evicted - self.totals.evicted);
+                self.totals.evicted = evicted;
+            }
+        }
+        self.write_ended_flows();
+        self.flush()
+    }
+
+    /// Turns movements of the loss and eviction counters into lines.
+    fn check_counters(&mut self) -> Result<()> {
         let lost = self.sum_counter(LOST_EVENTS)?;
         if lost > self.totals.lost {
             let now = BootClock::now_unix_ns();
             self.writer
                 .lost(&mut self.buffer, now, lost - self.totals.lost);
             self.totals.lost = lost;
-            self.flush()?;
         }
-        Ok(())
+        self.flush()
+    }
+
+    fn write_stats(&mut self) -> Result<()> {
+        let stats = StatsRecord {
+            events: self.totals.events,
+            flows: self.totals.flows,
+            lost: self.totals.lost,
+            flows_tracked: self.flows.as_ref().map_or(0, |t| t.tracked),
+            flows_evicted: self.totals.evicted,
+            malformed: self.sum_counter(MALFORMED_PACKETS)?,
+        };
+        self.writer
+            .stats(&mut self.buffer, BootClock::now_unix_ns(), &stats);
+        self.flush()
     }
 
     fn sum_counter(&self, index: u32) -> Result<u64> {

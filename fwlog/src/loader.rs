@@ -9,10 +9,16 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::{programs::SocketFilter, Ebpf, EbpfLoader};
+use aya::{
+    programs::{tc::SchedClassifierLinkId, SchedClassifier, SocketFilter, TcAttachType},
+    Ebpf, EbpfLoader,
+};
 use fwlog_common::{
     event::{Action, CtState},
-    programs::{verdict_program, EVENTS_MAP},
+    programs::{
+        verdict_program, EVENTS_MAP, FLOWS_MAP, FLOW_EGRESS_PROGRAM, FLOW_INGRESS_PROGRAM,
+        FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP,
+    },
 };
 
 use crate::netns::PIN_ROOT;
@@ -20,23 +26,101 @@ use crate::netns::PIN_ROOT;
 /// The object built from fwlog-ebpf by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fwlog"));
 
-/// Loads the object with a ring buffer of `ring_bytes` and loads (verifies) every program.
-pub fn load(ring_bytes: u32) -> Result<Ebpf> {
+/// Sizes chosen on the command line.
+pub struct LoadOptions {
+    pub ring_bytes: u32,
+    /// `Some(entries)`: keep the flow table (tc programs) with that many entries.
+    pub flow_table: Option<u32>,
+}
+
+/// Loads the object with the chosen map sizes and loads (verifies) every program it will use.
+pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let kernel_log_level = log::max_level() as u8;
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(EVENTS_MAP, ring_bytes)
+    let flow_tracking = u8::from(options.flow_table.is_some());
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(EVENTS_MAP, options.ring_bytes)
         .override_global(aya_log::LEVEL, &kernel_log_level, false)
-        .load(EBPF_OBJECT)
-        .context(
-            "loading fwlog's eBPF object (does this kernel have BPF, BTF and ring buffers?)",
-        )?;
+        .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true);
+    if let Some(entries) = options.flow_table {
+        loader.map_max_entries(FLOWS_MAP, entries);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).context(
+        "loading fwlog's eBPF object (does this kernel have BPF, BTF and ring buffers?)",
+    )?;
     for (action, state) in verdict_programs() {
         let name = verdict_program(action, state);
         socket_filter(&mut ebpf, name)?
             .load()
             .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
     }
+    if options.flow_table.is_some() {
+        for name in [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
+        }
+    }
     Ok(ebpf)
+}
+
+/// The tc programs attached to the watched interfaces (TCX links: the kernel detaches them
+/// when fwlog exits, however it exits).
+pub struct FlowAttachments {
+    links: Vec<(&'static str, SchedClassifierLinkId)>,
+}
+
+/// Attaches the flow programs on ingress and egress of every interface, and tells them how long
+/// each interface's link-layer header is.
+pub fn attach_flow_programs(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<FlowAttachments> {
+    let mut link_header: aya::maps::HashMap<_, u32, u32> = aya::maps::HashMap::try_from(
+        ebpf.map_mut(LINK_HEADER_MAP)
+            .context("the eBPF object has no LINK_HEADER map")?,
+    )?;
+    for interface in interfaces {
+        let index = nix::net::if_::if_nametoindex(interface.as_str())
+            .with_context(|| format!("looking up interface {interface}"))?;
+        link_header
+            .insert(index, link_header_len(interface), 0)
+            .context("configuring the flow programs")?;
+    }
+    let mut attachments = FlowAttachments { links: Vec::new() };
+    for interface in interfaces {
+        for (name, attach_type) in [
+            (FLOW_INGRESS_PROGRAM, TcAttachType::Ingress),
+            (FLOW_EGRESS_PROGRAM, TcAttachType::Egress),
+        ] {
+            let link = classifier(ebpf, name)?
+                .attach(interface, attach_type)
+                .with_context(|| format!("attaching {name} to {interface}"))?;
+            attachments.links.push((name, link));
+        }
+    }
+    Ok(attachments)
+}
+
+impl FlowAttachments {
+    /// Detaches every tc program now (before the last sweep of the flow table).
+    pub fn detach(self, ebpf: &mut Ebpf) -> Result<()> {
+        for (name, link) in self.links {
+            classifier(ebpf, name)?
+                .detach(link)
+                .with_context(|| format!("detaching {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Ethernet-like devices carry a 14-byte header at tc; tun, WireGuard and other devices of
+/// type ARPHRD_NONE (65534) start with the IP header (include/uapi/linux/if_arp.h).
+fn link_header_len(interface: &str) -> u32 {
+    const ARPHRD_ETHER: &str = "1";
+    let kind = fs::read_to_string(format!("/sys/class/net/{interface}/type")).unwrap_or_default();
+    if kind.trim() == ARPHRD_ETHER || kind.trim().is_empty() {
+        14
+    } else {
+        0
+    }
 }
 
 /// Pins every verdict program under `pin_dir`.
@@ -124,4 +208,11 @@ fn socket_filter<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SocketFil
         .with_context(|| format!("the eBPF object has no program {name}"))?
         .try_into()
         .with_context(|| format!("{name} is not a socket filter"))
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("the eBPF object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not a tc classifier"))
 }

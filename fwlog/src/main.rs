@@ -6,6 +6,7 @@ mod cmd;
 mod collector;
 mod direction;
 mod firewall;
+mod flows;
 mod installation;
 mod interfaces;
 mod loader;

@@ -69,9 +69,14 @@ const IPUTILS_PING: Package = Package {
     dnf: "iputils",
     pacman: "iputils",
 };
+const BPFTOOL: Package = Package {
+    apt: "bpftool",
+    dnf: "bpftool",
+    pacman: "bpf",
+};
 
 /// The programs fwlog and its kernel tests run, and the package that ships each.
-const SYSTEM_TOOLS: [(&str, Package); 9] = [
+const SYSTEM_TOOLS: [(&str, Package); 10] = [
     ("iptables", IPTABLES),
     ("ip6tables", IPTABLES),
     ("iptables-save", IPTABLES),
@@ -81,6 +86,8 @@ const SYSTEM_TOOLS: [(&str, Package); 9] = [
     ("ip", IPROUTE2),
     ("nsenter", UTIL_LINUX),
     ("ping", IPUTILS_PING),
+    // The kernel tests check that fwlog's tc links are gone after it exits.
+    ("bpftool", BPFTOOL),
 ];
 
 /// Directories searched for system tools besides PATH: they live in sbin, which a user's PATH may lack.

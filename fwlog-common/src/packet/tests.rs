@@ -135,9 +135,10 @@ fn ipv4_non_first_fragment_has_no_ports() {
     // Offset 185 * 8 bytes: the payload is the middle of a datagram, not a UDP header.
     let p = ipv4(IPPROTO_UDP, &[], 185, &udp(1111, 2222));
     let info = parse_ip(p.as_slice(), 0).expect("parses");
-    assert_eq!(info.flags, PKT_FRAGMENT);
+    assert_eq!(info.flags, PKT_FRAGMENT | PKT_FRAGMENTED);
     assert_eq!((info.src_port, info.dst_port), (0, 0));
     assert_eq!(info.proto, IPPROTO_UDP);
+    assert_eq!(info.frag_id, 0x1234);
 }
 
 #[test]
@@ -145,8 +146,9 @@ fn ipv4_first_fragment_carries_the_ports() {
     // More-fragments set, offset 0.
     let p = ipv4(IPPROTO_UDP, &[], 0x2000, &udp(1111, 2222));
     let info = parse_ip(p.as_slice(), 0).expect("parses");
-    assert_eq!(info.flags, PKT_HAS_PORTS);
+    assert_eq!(info.flags, PKT_HAS_PORTS | PKT_FRAGMENTED);
     assert_eq!((info.src_port, info.dst_port), (1111, 2222));
+    assert_eq!(info.frag_id, 0x1234);
 }
 
 #[test]
@@ -154,7 +156,8 @@ fn icmp_echo_request() {
     let p = ipv4(IPPROTO_ICMP, &[], 0, &[8, 0, 0, 0, 0, 1, 0, 1]);
     let info = parse_ip(p.as_slice(), 0).expect("parses");
     assert_eq!((info.icmp_type, info.icmp_code), (8, 0));
-    assert_eq!(info.flags, PKT_HAS_ICMP);
+    assert_eq!(info.flags, PKT_HAS_ICMP | PKT_HAS_ICMP_ID);
+    assert_eq!(info.icmp_id, 1);
 }
 
 #[test]
@@ -201,7 +204,8 @@ fn ipv6_fragments() {
     let mut later = vec![IPPROTO_UDP, 0, 0x05, 0x00, 0, 0, 0, 7];
     later.extend(udp(7, 9));
     let info = parse_ip(ipv6(IPV6_FRAGMENT, &later).as_slice(), 0).expect("parses");
-    assert_eq!(info.flags, PKT_FRAGMENT);
+    assert_eq!(info.flags, PKT_FRAGMENT | PKT_FRAGMENTED);
+    assert_eq!(info.frag_id, 7);
     assert_eq!((info.proto, info.src_port), (IPPROTO_UDP, 0));
 }
 
@@ -234,4 +238,48 @@ fn reads_never_pass_the_end() {
     assert_eq!(bytes.as_slice().read::<3>(0), Some([1, 2, 3]));
     assert_eq!(bytes.as_slice().read::<2>(2), None);
     assert_eq!(bytes.as_slice().read::<1>(usize::MAX), None);
+}
+
+#[test]
+fn icmp_error_quotes_the_flow_it_answers() {
+    // Port unreachable (3/3) quoting a UDP datagram 10.200.0.2:5353 -> 10.200.0.1:9.
+    let quoted = ipv4(IPPROTO_UDP, &[], 0, &udp(5353, 9));
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]);
+    let p = ipv4(IPPROTO_ICMP, &[], 0, &icmp);
+    let outer = parse_ip(p.as_slice(), 0).expect("parses");
+    assert!(is_icmp_error(&outer));
+    assert_eq!(outer.flags & PKT_HAS_ICMP_ID, 0, "errors carry no echo id");
+    let inner = parse_quoted(p.as_slice(), 20 + 8).expect("quoted header parses");
+    assert_eq!(
+        (inner.proto, inner.src_port, inner.dst_port),
+        (IPPROTO_UDP, 5353, 9)
+    );
+    assert_eq!(&inner.src_addr[..4], &[10, 200, 0, 2]);
+}
+
+#[test]
+fn quoted_tcp_needs_only_the_ports() {
+    // Time exceeded quoting only 8 bytes of a TCP header: the ports are there, the flags not.
+    let quoted = ipv4(IPPROTO_TCP, &[], 0, &tcp_syn(4000, 443));
+    let mut icmp = vec![11, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]);
+    let p = ipv4(IPPROTO_ICMP, &[], 0, &icmp);
+    let inner = parse_quoted(p.as_slice(), 28).expect("parses");
+    assert_eq!((inner.src_port, inner.dst_port), (4000, 443));
+    assert_eq!(inner.flags, PKT_HAS_PORTS);
+}
+
+#[test]
+fn echo_is_not_an_error() {
+    let p = ipv6(IPPROTO_ICMPV6, &[129, 0, 0, 0, 0x12, 0x34, 0, 1]);
+    let info = parse_ip(p.as_slice(), 0).expect("parses");
+    assert!(!is_icmp_error(&info));
+    assert_eq!(info.icmp_id, 0x1234);
+    let unreachable = parse_ip(
+        ipv6(IPPROTO_ICMPV6, &[1, 4, 0, 0, 0, 0, 0, 0]).as_slice(),
+        0,
+    )
+    .expect("parses");
+    assert!(is_icmp_error(&unreachable));
 }

@@ -1,18 +1,20 @@
 //! `fwlog watch`: install for the session, stream events, remove on exit.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{PerCpuArray, RingBuf};
-use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP};
+use aya::maps::{HashMap, PerCpuArray, RingBuf};
+use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    args::WatchArgs,
-    collector::Collector,
+    args::{EventKind, WatchArgs},
+    collector::{Collector, CollectorOptions},
     firewall::{iptables, plan::install_script, Family},
+    flows::FlowTable,
     installation::{remove_rules, Installation},
-    interfaces, loader,
+    interfaces,
+    loader::{self, LoadOptions},
     netns::{InstanceLock, NetNs},
     preflight,
 };
@@ -39,7 +41,11 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     let shutdown = shutdown_signal()?;
     remove_leftovers(netns, !args.no_rules)?;
 
-    let mut ebpf = loader::load(args.ring_size)?;
+    let track_flows = args.events.contains(&EventKind::Flow);
+    let mut ebpf = loader::load(&LoadOptions {
+        ring_bytes: args.ring_size,
+        flow_table: track_flows.then_some(args.flow_table_size),
+    })?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => Some(logger),
         Err(error) => {
@@ -50,6 +56,14 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     let mut installation = Installation::new(netns);
     installation.pin(&mut ebpf)?;
     let options = super::rule_options(&args.rules, interfaces, netns);
+    let attachments = if track_flows {
+        Some(loader::attach_flow_programs(
+            &mut ebpf,
+            &options.interfaces,
+        )?)
+    } else {
+        None
+    };
     if args.no_rules {
         eprintln!("fwlog: programs pinned, no rules installed; rules that use them:");
         for family in Family::ALL {
@@ -68,7 +82,21 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
         .context("opening the EVENTS ring buffer")?;
     let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context("no COUNTERS map")?)
         .context("opening the COUNTERS map")?;
-    let mut collector = Collector::new(ring, counters, logger, std::io::stdout())?;
+    let flows = if track_flows {
+        let map = HashMap::try_from(ebpf.take_map(FLOWS_MAP).context("no FLOWS map")?)
+            .context("opening the FLOWS map")?;
+        let idle = Duration::from_secs(args.idle_timeout);
+        Some(FlowTable::new(map, args.flow_table_size, idle))
+    } else {
+        None
+    };
+    let collector_options = CollectorOptions {
+        verdicts: args.events.contains(&EventKind::Verdict),
+        flows,
+        stats_every: (args.stats > 0).then(|| Duration::from_secs(args.stats)),
+    };
+    let mut collector =
+        Collector::new(ring, counters, logger, collector_options, std::io::stdout())?;
     eprintln!(
         "fwlog: watching {} (inbound NEW/RELATED dropped, outbound logged); Ctrl-C stops and \
          removes the rules",
@@ -76,17 +104,19 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     );
 
     let streamed = collector.run_until(shutdown).await;
-    // Rules first, so nothing new arrives, then read what the kernel still holds.
+    // Rules and tc programs first, so nothing new arrives, then read what the kernel holds.
     let removed = installation.remove();
+    let detached = attachments.map_or(Ok(()), |a| a.detach(&mut ebpf));
     let totals = collector.finish();
     if let Ok(totals) = &totals {
         eprintln!(
-            "fwlog: {} events, {} lost, {} malformed packets",
-            totals.events, totals.lost, totals.malformed
+            "fwlog: {} events, {} flows, {} lost, {} flows evicted, {} malformed packets",
+            totals.events, totals.flows, totals.lost, totals.evicted, totals.malformed
         );
     }
     streamed?;
     removed?;
+    detached?;
     totals.map(|_| ())
 }
 

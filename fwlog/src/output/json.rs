@@ -12,6 +12,7 @@ use std::{
 
 use fwlog_common::{
     event::{Action, CtState, VerdictEvent, VERDICT_HAS_SOCKET},
+    flow::{EndReason, FlowKey, FlowStats, SIDE_A},
     packet::{
         PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
         IPPROTO_UDPLITE, IP_VERSION_4, IP_VERSION_6, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS,
@@ -27,6 +28,28 @@ pub struct VerdictRecord<'a> {
     pub event: &'a VerdictEvent,
     pub direction: Direction,
     pub in_iface: Option<&'a str>,
+}
+
+/// A flow that ended, with what the collector found out about it.
+pub struct FlowRecord<'a> {
+    pub start_unix_ns: i128,
+    pub end_unix_ns: i128,
+    pub key: &'a FlowKey,
+    pub stats: &'a FlowStats,
+    pub reason: EndReason,
+    pub direction: Direction,
+    pub iface: Option<&'a str>,
+}
+
+/// Counters for `stats` lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsRecord {
+    pub events: u64,
+    pub flows: u64,
+    pub lost: u64,
+    pub flows_tracked: u64,
+    pub flows_evicted: u64,
+    pub malformed: u64,
 }
 
 /// Writes JSON lines into a buffer the caller drains (one write per batch, not per line).
@@ -64,6 +87,86 @@ impl JsonWriter {
         line.close();
     }
 
+    /// `{"timestamp":…,"event_type":"flow",…,"flow":{…}}`: how a flow went, once it ended.
+    pub fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
+        let (key, stats) = (record.key, record.stats);
+        let mut line = self.open(out, record.end_unix_ns, "flow");
+        line.str("direction", record.direction.as_str());
+        if let Some(name) = record.iface {
+            line.escaped("in_iface", name);
+        }
+        let client_is_a = stats.opener == SIDE_A;
+        let (client, server) = if client_is_a { (0, 1) } else { (1, 0) };
+        let addrs = [&key.addr_a, &key.addr_b];
+        let ports = [key.port_a, key.port_b];
+        let packet = PacketInfo {
+            src_addr: *addrs[client],
+            dst_addr: *addrs[server],
+            src_port: ports[client],
+            dst_port: ports[server],
+            ip_version: key.ip_version,
+            proto: key.proto,
+            icmp_type: stats.icmp_type,
+            icmp_code: stats.icmp_code,
+            flags: match key.proto {
+                IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => PKT_HAS_PORTS,
+                IPPROTO_ICMP | IPPROTO_ICMPV6 => PKT_HAS_ICMP,
+                _ => 0,
+            },
+            ..PacketInfo::default()
+        };
+        line.packet(&packet);
+        if let Some(action) = Action::from_u8(stats.action) {
+            line.str("action", action.as_str());
+        }
+        if let Some(state) = CtState::from_u8(stats.ct_state) {
+            line.str("ct_state", state.as_str());
+        }
+        if key.proto == IPPROTO_TCP {
+            line.tcp_flags(stats.tcp_flags as u8);
+        }
+        line.key("flow");
+        line.out.push(b'{');
+        line.out.extend_from_slice(b"\"start\":\"");
+        self.timestamps.write(line.out, record.start_unix_ns);
+        line.out.extend_from_slice(b"\",\"end\":\"");
+        self.timestamps.write(line.out, record.end_unix_ns);
+        line.out.push(b'"');
+        line.key("duration_s");
+        write_seconds(line.out, record.end_unix_ns - record.start_unix_ns);
+        line.uint("pkts_toserver", stats.pkts[client]);
+        line.uint("bytes_toserver", stats.bytes[client]);
+        line.uint("pkts_toclient", stats.pkts[server]);
+        line.uint("bytes_toclient", stats.bytes[server]);
+        if stats.icmp_error_type != 0 {
+            line.uint("icmp_error_type", stats.icmp_error_type.into());
+            line.uint("icmp_error_code", stats.icmp_error_code.into());
+        }
+        line.str("reason", record.reason.as_str());
+        line.out.push(b'}');
+        line.close();
+    }
+
+    /// `{"timestamp":…,"event_type":"stats",…}`: the counters so far.
+    pub fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
+        let mut line = self.open(out, unix_ns, "stats");
+        line.uint("events", stats.events);
+        line.uint("flows", stats.flows);
+        line.uint("lost", stats.lost);
+        line.uint("flows_tracked", stats.flows_tracked);
+        line.uint("flows_evicted", stats.flows_evicted);
+        line.uint("malformed", stats.malformed);
+        line.close();
+    }
+
+    /// `{"timestamp":…,"event_type":"flows_evicted","count":N}`: flows the kernel's table
+    /// dropped, full, before they ended (their records are lost; the count is not).
+    pub fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        let mut line = self.open(out, unix_ns, "flows_evicted");
+        line.uint("count", count);
+        line.close();
+    }
+
     /// `{"timestamp":…,"event_type":"lost","count":N}`: events the kernel could not queue.
     pub fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
         let mut line = self.open(out, unix_ns, "lost");
@@ -88,7 +191,10 @@ struct Line<'o> {
 
 impl Line<'_> {
     fn key(&mut self, key: &str) {
-        self.out.extend_from_slice(b",\"");
+        if self.out.last() != Some(&b'{') {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
     }
@@ -219,6 +325,19 @@ pub fn tcp_flag_letters(flags: u8) -> impl Iterator<Item = u8> {
         .into_iter()
         .filter(move |(bit, _)| flags & bit != 0)
         .map(|(_, letter)| letter)
+}
+
+/// Nanoseconds as seconds with three decimals (`12.503`).
+fn write_seconds(out: &mut Vec<u8>, nanos: i128) {
+    let millis = nanos.max(0) / 1_000_000;
+    out.extend_from_slice(itoa::Buffer::new().format(millis / 1000).as_bytes());
+    let fraction = (millis % 1000) as u32;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ]);
 }
 
 fn write_escaped(out: &mut Vec<u8>, value: &str) {

@@ -1,6 +1,9 @@
 //! Golden tests pinning the JSON schema (README documents the same fields).
 
-use fwlog_common::event::EVENT_KIND_VERDICT;
+use fwlog_common::{
+    event::EVENT_KIND_VERDICT,
+    flow::{EndReason, FlowKey, FlowStats},
+};
 
 use super::*;
 
@@ -149,7 +152,8 @@ fn documented_fields() -> std::collections::BTreeSet<String> {
         .find("## JSON schema")
         .expect("README has a JSON schema section");
     let section = &readme[start..];
-    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    // The schema table ends where the next heading (## or ###) begins.
+    let end = section[3..].find("\n#").map_or(section.len(), |i| i + 3);
     section[..end]
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
@@ -179,10 +183,84 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
         );
     }
     writer.lost(&mut out, T, 1);
+    writer.flows_evicted(&mut out, T, 1);
+    writer.stats(&mut out, T, &StatsRecord::default());
+    let (key, stats) = tcp_flow();
+    let icmp_error = FlowStats {
+        icmp_error_type: 3,
+        ..stats
+    };
+    writer.flow(&mut out, &flow_record(&key, &icmp_error));
     let mut written = std::collections::BTreeSet::new();
     for line in String::from_utf8(out).expect("UTF-8").lines() {
         let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
-        written.extend(value.as_object().expect("an object").keys().cloned());
+        for (name, field) in value.as_object().expect("an object") {
+            written.insert(name.clone());
+            if let Some(nested) = field.as_object() {
+                written.extend(nested.keys().map(|inner| format!("{name}.{inner}")));
+            }
+        }
     }
     assert_eq!(written, documented_fields());
+}
+
+/// 192.0.2.10:40122 (side B, the client) → 198.51.100.4:443, accepted, closed with FIN.
+fn tcp_flow() -> (FlowKey, FlowStats) {
+    let mut key = FlowKey {
+        port_a: 40122,
+        port_b: 443,
+        ifindex: 3,
+        proto: IPPROTO_TCP,
+        ip_version: 4,
+        ..FlowKey::default()
+    };
+    key.addr_a[..4].copy_from_slice(&[192, 0, 2, 10]);
+    key.addr_b[..4].copy_from_slice(&[198, 51, 100, 4]);
+    let stats = FlowStats {
+        pkts: [14, 18],
+        bytes: [2210, 19876],
+        tcp_flags: 0x1b,
+        opener: fwlog_common::flow::SIDE_A,
+        action: Action::Accept as u8,
+        ct_state: CtState::New as u8,
+        ..FlowStats::default()
+    };
+    (key, stats)
+}
+
+fn flow_record<'a>(key: &'a FlowKey, stats: &'a FlowStats) -> FlowRecord<'a> {
+    FlowRecord {
+        start_unix_ns: T,
+        end_unix_ns: T + 12_503_074_000,
+        key,
+        stats,
+        reason: EndReason::Fin,
+        direction: Direction::Outbound,
+        iface: Some("wlan0"),
+    }
+}
+
+#[test]
+fn flow_matches_the_documented_example() {
+    let (key, stats) = tcp_flow();
+    let mut out = Vec::new();
+    JsonWriter::default().flow(&mut out, &flow_record(&key, &stats));
+    assert_eq!(
+        String::from_utf8(out).expect("UTF-8"),
+        r#"{"timestamp":"2026-11-25T07:09:22.626530Z","event_type":"flow","direction":"outbound","in_iface":"wlan0","ip_version":4,"proto":"tcp","src_ip":"192.0.2.10","src_port":40122,"dest_ip":"198.51.100.4","dest_port":443,"action":"accept","ct_state":"new","tcp_flags":"SAFP","flow":{"start":"2026-11-25T07:09:10.123456Z","end":"2026-11-25T07:09:22.626530Z","duration_s":12.503,"pkts_toserver":14,"bytes_toserver":2210,"pkts_toclient":18,"bytes_toclient":19876,"reason":"fin"}}
+"#
+    );
+}
+
+#[test]
+fn the_client_is_whichever_side_opened() {
+    let (key, mut stats) = tcp_flow();
+    stats.opener = fwlog_common::flow::SIDE_B;
+    let mut out = Vec::new();
+    JsonWriter::default().flow(&mut out, &flow_record(&key, &stats));
+    let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+    assert_eq!(value["src_ip"], "198.51.100.4");
+    assert_eq!(value["src_port"], 443);
+    assert_eq!(value["flow"]["pkts_toserver"], 18);
+    assert_eq!(value["flow"]["bytes_toclient"], 2210);
 }

@@ -1,0 +1,295 @@
+//! tc classifiers on ingress and egress of each watched interface: the flow table.
+//!
+//! Every IP packet is counted to its flow (direction-normalised 5-tuple + interface). A flow
+//! starts with a TCP SYN (without ACK) or the first packet of any other protocol; ICMP errors
+//! that quote a tracked flow are counted to it; TCP flows end, and are reported, on FIN from
+//! both sides or on RST. The collector sweeps idle flows. The programs never change a packet's
+//! fate: they return TC_ACT_UNSPEC (TCX_NEXT), whatever happens.
+//!
+//! Large values (parsed headers, keys, new flow stats) live in a per-CPU scratch map, not on
+//! the stack: eBPF has 512 bytes of stack for a whole call chain.
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_boot_ns,
+    macros::classifier,
+    programs::TcContext,
+};
+use fwlog_common::{
+    counters::{FLOWS_CREATED, FLOWS_ENDED, FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
+    flow::{
+        EndReason, FlowEndEvent, FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey,
+        EVENT_KIND_FLOW_END, FIN_A, FIN_B, FLOW_REPORTED, SEEN_EGRESS, SEEN_INGRESS, SIDE_A,
+        SIDE_B,
+    },
+    packet::{
+        is_icmp_error, parse_ip_into, parse_quoted_into, PacketReader, IPPROTO_TCP, NO_L4,
+        PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
+    },
+};
+
+use crate::{
+    atomic::{add_u64, fetch_or_u64},
+    maps::{count, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS},
+    skb::TcReader,
+};
+
+const ETHERNET_HEADER: u32 = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// 802.1ad + 802.1Q ("QinQ") is as deep as tags go in practice.
+const MAX_VLAN_TAGS: usize = 2;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+#[classifier]
+pub fn flow_ingress(ctx: TcContext) -> i32 {
+    track(&ctx, SEEN_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn flow_egress(ctx: TcContext) -> i32 {
+    track(&ctx, SEEN_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn track(ctx: &TcContext, seen: u8) {
+    let Some(scratch) = FLOW_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch entry; nothing else runs on this CPU while we do.
+    let scratch = unsafe { &mut *scratch };
+    let skb = ctx.skb.skb;
+    // SAFETY: fields of the program's own context, readable from tc programs.
+    let (ifindex, skb_len) = unsafe { ((*skb).ifindex, (*skb).len) };
+    let reader = TcReader(ctx);
+    let Some(l3_offset) = ip_offset(&reader, ifindex) else {
+        return; // ARP, LLDP, …: not IP, not a flow.
+    };
+    let Ok(l4_offset) = parse_ip_into(&reader, l3_offset, &mut scratch.packet) else {
+        count(MALFORMED_PACKETS);
+        return;
+    };
+    if scratch.packet.flags & PKT_L4_UNPARSED != 0 {
+        count(MALFORMED_PACKETS);
+        return;
+    }
+    let ip_bytes = (skb_len as usize).saturating_sub(l3_offset) as u64;
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+
+    if scratch.packet.flags & PKT_FRAGMENT != 0 {
+        count_later_fragment(scratch, ifindex, ip_bytes, now);
+        return;
+    }
+    if is_icmp_error(&scratch.packet)
+        && l4_offset != NO_L4
+        && attach_icmp_error(&reader, scratch, l4_offset, ifindex, ip_bytes)
+    {
+        return;
+    }
+
+    let side = scratch.key.set_from(&scratch.packet, ifindex);
+    let is_tcp = scratch.packet.proto == IPPROTO_TCP;
+    let tcp_flags = if is_tcp { scratch.packet.tcp_flags } else { 0 };
+    if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
+        add_packet(stats, side, ip_bytes, now, tcp_flags);
+        if is_tcp {
+            end_tcp_if_closed(&scratch.key, stats, side, tcp_flags);
+        }
+    } else if !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        start_flow(scratch, side, seen, ip_bytes, now);
+    }
+    // Else: TCP in the middle of a connection that predates fwlog; not a new flow.
+
+    if scratch.packet.flags & PKT_FRAGMENTED != 0 {
+        // The first fragment: remember its flow for the later ones.
+        scratch.fragment = FragmentKey::of_packet(&scratch.packet, ifindex);
+        let flow = FragmentFlow {
+            key: scratch.key,
+            side,
+            _pad: [0; 3],
+        };
+        let _ = FRAGMENTS.insert(&scratch.fragment, &flow, 0);
+    }
+}
+
+/// Where the IP header starts: after the Ethernet header and up to two VLAN tags, or at 0 on
+/// interfaces without a link-layer header. `None` for non-IP frames.
+#[inline(always)]
+fn ip_offset(reader: &TcReader, ifindex: u32) -> Option<usize> {
+    // SAFETY: the value is copied out at once.
+    let link_header = unsafe { LINK_HEADER.get(&ifindex) }
+        .copied()
+        .unwrap_or(ETHERNET_HEADER);
+    if link_header != ETHERNET_HEADER {
+        return Some(link_header as usize);
+    }
+    let ethertype: [u8; 2] = reader.read(12)?;
+    let mut ethertype = u16::from_be_bytes(ethertype);
+    let mut offset = 14;
+    let mut tags = 0;
+    while tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD) {
+        let tag: [u8; 4] = reader.read(offset)?;
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        offset += 4;
+        tags += 1;
+    }
+    (ethertype == ETH_P_IP || ethertype == ETH_P_IPV6).then_some(offset)
+}
+
+/// A later fragment has no ports: find its flow through the first fragment.
+#[inline(never)]
+fn count_later_fragment(scratch: &mut FlowScratch, ifindex: u32, ip_bytes: u64, now: u64) {
+    scratch.fragment = FragmentKey::of_packet(&scratch.packet, ifindex);
+    // SAFETY: the value is copied out at once.
+    match unsafe { FRAGMENTS.get(&scratch.fragment) } {
+        Some(first) => {
+            scratch.key = first.key;
+            let side = first.side;
+            if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
+                add_packet(stats, side, ip_bytes, now, 0);
+            }
+        }
+        None => count(FRAGMENTS_UNMATCHED),
+    }
+}
+
+/// Counts an ICMP error to the flow it quotes. Returns false when no such flow is tracked.
+/// A function of its own (a BPF subprogram) so its code is not inlined twice.
+#[inline(never)]
+fn attach_icmp_error(
+    reader: &TcReader,
+    scratch: &mut FlowScratch,
+    l4_offset: usize,
+    ifindex: u32,
+    ip_bytes: u64,
+) -> bool {
+    // SAFETY: helper without arguments. (Read here, not passed: BPF calls take 5 arguments.)
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // The quoted packet starts after the 8-byte ICMP header.
+    if parse_quoted_into(reader, l4_offset + 8, &mut scratch.quoted).is_err() {
+        return false;
+    }
+    let quoted_side = scratch.key.set_from(&scratch.quoted, ifindex);
+    let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) else {
+        return false;
+    };
+    // The error goes back to whoever sent the quoted packet, so it comes from the other side
+    // (or from a router on the way, which speaks for it).
+    let side = if quoted_side == SIDE_A {
+        SIDE_B
+    } else {
+        SIDE_A
+    };
+    add_packet(stats, side, ip_bytes, now, 0);
+    // SAFETY: `stats` points into a map value; plain byte stores.
+    unsafe {
+        (*stats).icmp_error_type = scratch.packet.icmp_type;
+        (*stats).icmp_error_code = scratch.packet.icmp_code;
+    }
+    true
+}
+
+#[inline(never)]
+fn start_flow(scratch: &mut FlowScratch, side: u8, seen: u8, ip_bytes: u64, now: u64) {
+    let packet = &scratch.packet;
+    let stats = &mut scratch.stats;
+    *stats = FlowStats {
+        first_ns: now,
+        last_ns: now,
+        tcp_flags: packet.tcp_flags as u64,
+        opener: side,
+        first_seen: seen,
+        ..FlowStats::default()
+    };
+    stats.pkts[side as usize & 1] = 1;
+    stats.bytes[side as usize & 1] = ip_bytes;
+    if packet.flags & PKT_HAS_ICMP != 0 {
+        stats.icmp_type = packet.icmp_type;
+        stats.icmp_code = packet.icmp_code;
+    }
+    if seen == SEEN_EGRESS {
+        // OUTPUT ran before us and could not know the interface: take its verdict.
+        scratch.pending = scratch.key.on_interface(0);
+        // SAFETY: the value is copied out at once.
+        if let Some(verdict) = unsafe { PENDING_VERDICTS.get(&scratch.pending) }.copied() {
+            stats.action = verdict.action;
+            stats.ct_state = verdict.ct_state;
+            let _ = PENDING_VERDICTS.remove(&scratch.pending);
+        }
+    }
+    match FLOWS.insert(&scratch.key, &scratch.stats, BPF_NOEXIST as u64) {
+        Ok(()) => count(FLOWS_CREATED),
+        // Another CPU created it a moment ago: count the packet to that one.
+        Err(_) => {
+            if let Some(existing) = FLOWS.get_ptr_mut(&scratch.key) {
+                add_packet(existing, side, ip_bytes, now, scratch.packet.tcp_flags);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn add_packet(stats: *mut FlowStats, side: u8, ip_bytes: u64, now: u64, tcp_flags: u8) {
+    let side = side as usize & 1;
+    // SAFETY: `stats` points into a live map value; the counters are only changed atomically
+    // (the ingress and egress programs of one flow may run on two CPUs at once).
+    unsafe {
+        add_u64(&raw mut (*stats).pkts[side], 1);
+        add_u64(&raw mut (*stats).bytes[side], ip_bytes);
+        (*stats).last_ns = now;
+        if tcp_flags != 0 {
+            fetch_or_u64(&raw mut (*stats).tcp_flags, tcp_flags as u64);
+        }
+    }
+}
+
+#[inline(always)]
+fn end_tcp_if_closed(key: &FlowKey, stats: *mut FlowStats, side: u8, tcp_flags: u8) {
+    if tcp_flags & TCP_RST != 0 {
+        end_flow(key, stats, EndReason::Rst as u8);
+    } else if tcp_flags & TCP_FIN != 0 {
+        let fin = if side == SIDE_A { FIN_A } else { FIN_B };
+        // SAFETY: as in add_packet.
+        let before = unsafe { fetch_or_u64(&raw mut (*stats).fin, fin) };
+        if (before | fin) & (FIN_A | FIN_B) == FIN_A | FIN_B {
+            end_flow(key, stats, EndReason::Fin as u8);
+        }
+    }
+}
+
+/// Reports the flow once (whichever CPU gets here first) and removes it.
+#[inline(never)]
+fn end_flow(key: &FlowKey, stats: *mut FlowStats, reason: u8) {
+    // SAFETY: as in add_packet.
+    let before = unsafe { fetch_or_u64(&raw mut (*stats).fin, FLOW_REPORTED) };
+    if before & FLOW_REPORTED != 0 {
+        return;
+    }
+    match EVENTS.reserve::<FlowEndEvent>(0) {
+        Some(mut entry) => {
+            let event = entry.as_mut_ptr();
+            // SAFETY: `event` is the reserved ring-buffer record, `stats` a live map value.
+            unsafe {
+                (*event).kind = EVENT_KIND_FLOW_END;
+                (*event).reason = reason;
+                (*event)._pad = [0; 6];
+                (*event).key = *key;
+                (*event)._pad1 = [0; 4];
+                core::ptr::copy_nonoverlapping(stats, &raw mut (*event).stats, 1);
+            }
+            entry.submit(0);
+        }
+        None => count(LOST_EVENTS),
+    }
+    let _ = FLOWS.remove(key);
+    count(FLOWS_ENDED);
+}

@@ -1,0 +1,122 @@
+//! The user side of the flow table: sweeping idle flows, making room before the kernel's LRU
+//! has to, flushing everything at exit, and counting the evictions the kernel did.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{HashMap, MapData};
+use fwlog_common::flow::{EndReason, FlowKey, FlowStats};
+
+/// A flow that ended, with why.
+pub struct EndedFlow {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+    pub reason: EndReason,
+}
+
+/// Above this share of the table, the sweep ends the least recently seen flows itself (reported
+/// as `evicted`), down to [`ROOM_TARGET`], so the kernel rarely has to evict unseen.
+const CROWDED: f64 = 0.9;
+const ROOM_TARGET: f64 = 0.75;
+
+pub struct FlowTable {
+    map: HashMap<MapData, FlowKey, FlowStats>,
+    capacity: u32,
+    idle_ns: u64,
+    sweep_every: Duration,
+    last_sweep: Instant,
+    /// Flows this side removed from the map (idle, crowded, exit).
+    removed: u64,
+    /// Flows in the map at the last sweep.
+    pub tracked: u64,
+}
+
+impl FlowTable {
+    pub fn new(map: HashMap<MapData, FlowKey, FlowStats>, capacity: u32, idle: Duration) -> Self {
+        FlowTable {
+            map,
+            capacity,
+            idle_ns: idle.as_nanos() as u64,
+            // Often enough that idle flows are reported within a quarter of the timeout,
+            // rarely enough that walking a full table costs little.
+            sweep_every: (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            last_sweep: Instant::now(),
+            removed: 0,
+            tracked: 0,
+        }
+    }
+
+    pub fn sweep_due(&self) -> bool {
+        self.last_sweep.elapsed() >= self.sweep_every
+    }
+
+    /// Removes the flows idle for longer than the timeout and, when the table is crowded, the
+    /// least recently seen ones; appends them to `ended`.
+    pub fn sweep(&mut self, boot_now_ns: u64, ended: &mut Vec<EndedFlow>) -> Result<()> {
+        self.last_sweep = Instant::now();
+        // Entries the kernel removes while we walk fail to read: skipped.
+        let all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
+        let mut live = Vec::with_capacity(all.len());
+        for (key, stats) in all {
+            if boot_now_ns.saturating_sub(stats.last_ns) >= self.idle_ns {
+                self.end(key, stats, EndReason::Idle, ended)?;
+            } else {
+                live.push((key, stats));
+            }
+        }
+        if live.len() as f64 > self.capacity as f64 * CROWDED {
+            live.sort_by_key(|(_, stats)| stats.last_ns);
+            let excess = live.len() - (self.capacity as f64 * ROOM_TARGET) as usize;
+            for (key, stats) in live.drain(..excess) {
+                self.end(key, stats, EndReason::Evicted, ended)?;
+            }
+        }
+        self.tracked = live.len() as u64;
+        Ok(())
+    }
+
+    /// Ends every flow still in the table (fwlog is stopping; the tc programs are detached).
+    pub fn flush(&mut self, ended: &mut Vec<EndedFlow>) -> Result<()> {
+        let all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
+        for (key, stats) in all {
+            self.end(key, stats, EndReason::Exit, ended)?;
+        }
+        self.tracked = 0;
+        Ok(())
+    }
+
+    /// Flows the kernel's LRU dropped without anyone seeing them end: every flow it created was
+    /// either ended by the kernel (FIN, RST), removed here, is still in the table, or was evicted.
+    pub fn evicted_by_kernel(&self, created: u64, ended_in_kernel: u64) -> u64 {
+        created.saturating_sub(ended_in_kernel + self.removed + self.tracked)
+    }
+
+    fn end(
+        &mut self,
+        key: FlowKey,
+        stats: FlowStats,
+        reason: EndReason,
+        ended: &mut Vec<EndedFlow>,
+    ) -> Result<()> {
+        match self.map.remove(&key) {
+            Ok(()) => {
+                self.removed += 1;
+                ended.push(EndedFlow { key, stats, reason });
+                Ok(())
+            }
+            // Ended by the kernel (FIN/RST) or evicted since we read it: not ours to report.
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error).context("removing a flow from the flow table"),
+        }
+    }
+}
+
+fn is_not_found(error: &aya::maps::MapError) -> bool {
+    match error {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(aya::sys::SyscallError { io_error, .. }) => {
+            io_error.raw_os_error() == Some(libc::ENOENT)
+        }
+        _ => false,
+    }
+}
