@@ -2,7 +2,7 @@
 
 use core::mem::{offset_of, size_of};
 
-use crate::packet::PacketInfo;
+use crate::{packet::PacketInfo, process::ProcessInfo};
 
 /// First byte of every ring-buffer record: which struct follows.
 pub const EVENT_KIND_VERDICT: u8 = 1;
@@ -103,6 +103,8 @@ impl CtState {
 
 /// `VerdictEvent::flags`: the packet had a local socket, so `uid` and `socket_cookie` are set.
 pub const VERDICT_HAS_SOCKET: u8 = 1;
+/// The socket's process is known (`process` is set).
+pub const VERDICT_HAS_PROCESS: u8 = 2;
 
 /// One packet that reached a `LOG_AND_*` chain in conntrack state NEW or RELATED.
 #[repr(C)]
@@ -130,9 +132,11 @@ pub struct VerdictEvent {
     pub mark: u32,
     pub _pad0: u32,
     pub packet: PacketInfo,
+    /// Valid with [`VERDICT_HAS_PROCESS`].
+    pub process: ProcessInfo,
 }
 
-const _: () = assert!(size_of::<VerdictEvent>() == 88);
+const _: () = assert!(size_of::<VerdictEvent>() == 128);
 const _: () = assert!(offset_of!(VerdictEvent, kind) == 0);
 const _: () = assert!(offset_of!(VerdictEvent, timestamp_ns) == 8);
 const _: () = assert!(offset_of!(VerdictEvent, packet) == 40);

@@ -3,7 +3,10 @@
 
 use core::mem::{offset_of, size_of};
 
-use crate::packet::{PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, PKT_HAS_ICMP_ID, PKT_HAS_PORTS};
+use crate::{
+    packet::{PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, PKT_HAS_ICMP_ID, PKT_HAS_PORTS},
+    process::ProcessInfo,
+};
 
 /// First byte of a [`FlowEndEvent`] in the ring buffer.
 pub const EVENT_KIND_FLOW_END: u8 = 2;
@@ -180,9 +183,11 @@ pub struct FlowStats {
     /// ICMP type and code of the first packet, for ICMP flows.
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// The local process that opened the flow, when known (`process.pid != 0`).
+    pub process: ProcessInfo,
 }
 
-const _: () = assert!(size_of::<FlowStats>() == 72);
+const _: () = assert!(size_of::<FlowStats>() == 112);
 const _: () = assert!(offset_of!(FlowStats, pkts) == 16);
 
 /// Ties later fragments to the flow of the first one.
@@ -233,6 +238,8 @@ pub struct FlowScratch {
     pub pending: FlowKey,
     pub fragment: FragmentKey,
     pub _pad: [u8; 4],
+    /// Socket cookie of the packet that starts an outbound flow (0: none).
+    pub socket_cookie: u64,
     pub stats: FlowStats,
 }
 
@@ -259,7 +266,7 @@ pub struct FlowEndEvent {
     pub stats: FlowStats,
 }
 
-const _: () = assert!(size_of::<FlowEndEvent>() == 128);
+const _: () = assert!(size_of::<FlowEndEvent>() == 168);
 const _: () = assert!(offset_of!(FlowEndEvent, stats) == 56);
 
 #[cfg(feature = "user")]

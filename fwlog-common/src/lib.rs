@@ -5,6 +5,7 @@ pub mod counters;
 pub mod event;
 pub mod flow;
 pub mod packet;
+pub mod process;
 pub mod programs;
 
 #[cfg(feature = "user")]

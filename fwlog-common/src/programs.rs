@@ -12,6 +12,17 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const LINK_HEADER_MAP: &str = "LINK_HEADER";
 /// Global (`u8`): 1 when the flow table is in use, so the verdict programs update it.
 pub const FLOW_TRACKING_GLOBAL: &str = "FLOW_TRACKING";
+/// Socket cookie → [`crate::process::ProcessInfo`] (LRU), filled by the cgroup hooks.
+pub const SOCKETS_MAP: &str = "SOCKETS";
+/// Global (`u8`): 1 when DNS responses are copied to the collector (names for addresses).
+pub const DNS_CAPTURE_GLOBAL: &str = "DNS_CAPTURE";
+/// cgroup/connect4, connect6, sendmsg4, sendmsg6 programs recording who uses each socket.
+pub const PROCESS_PROGRAMS: [&str; 4] = [
+    "process_connect4",
+    "process_connect6",
+    "process_sendmsg4",
+    "process_sendmsg6",
+];
 /// The tc programs, on ingress and egress of every watched interface.
 pub const FLOW_INGRESS_PROGRAM: &str = "flow_ingress";
 pub const FLOW_EGRESS_PROGRAM: &str = "flow_egress";

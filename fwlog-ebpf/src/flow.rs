@@ -11,7 +11,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
-    helpers::bpf_ktime_get_boot_ns,
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
@@ -23,14 +23,15 @@ use fwlog_common::{
         SIDE_B,
     },
     packet::{
-        is_icmp_error, parse_ip_into, parse_quoted_into, PacketReader, IPPROTO_TCP, NO_L4,
-        PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
+        is_icmp_error, parse_ip_into, parse_quoted_into, PacketReader, IPPROTO_TCP, IPPROTO_UDP,
+        NO_L4, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
     },
+    process::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
 };
 
 use crate::{
     atomic::{add_u64, fetch_or_u64},
-    maps::{count, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS},
+    maps::{count, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS, SOCKETS},
     skb::TcReader,
 };
 
@@ -41,6 +42,14 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 /// 802.1ad + 802.1Q ("QinQ") is as deep as tags go in practice.
 const MAX_VLAN_TAGS: usize = 2;
+
+const DNS_PORT: u16 = 53;
+/// The smallest DNS message: its 12-byte header.
+const DNS_HEADER: usize = 12;
+
+/// 1 when DNS responses are copied to the collector (the user side sets it at load time).
+#[no_mangle]
+static DNS_CAPTURE: u8 = 0;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -89,6 +98,15 @@ fn track(ctx: &TcContext, seen: u8) {
         count_later_fragment(scratch, ifindex, ip_bytes, now);
         return;
     }
+    if seen == SEEN_INGRESS
+        && scratch.packet.proto == IPPROTO_UDP
+        && scratch.packet.src_port == DNS_PORT
+        && l4_offset != NO_L4
+        // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
+        && unsafe { core::ptr::read_volatile(&DNS_CAPTURE) } != 0
+    {
+        capture_dns(ctx, l4_offset + 8, skb_len as usize);
+    }
     if is_icmp_error(&scratch.packet)
         && l4_offset != NO_L4
         && attach_icmp_error(&reader, scratch, l4_offset, ifindex, ip_bytes)
@@ -105,6 +123,12 @@ fn track(ctx: &TcContext, seen: u8) {
             end_tcp_if_closed(&scratch.key, stats, side, tcp_flags);
         }
     } else if !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        scratch.socket_cookie = if seen == SEEN_EGRESS {
+            // SAFETY: helper call on the program's own context.
+            unsafe { bpf_get_socket_cookie(skb.cast()) }
+        } else {
+            0
+        };
         start_flow(scratch, side, seen, ip_bytes, now);
     }
     // Else: TCP in the middle of a connection that predates fwlog; not a new flow.
@@ -216,6 +240,12 @@ fn start_flow(scratch: &mut FlowScratch, side: u8, seen: u8, ip_bytes: u64, now:
         stats.icmp_type = packet.icmp_type;
         stats.icmp_code = packet.icmp_code;
     }
+    if scratch.socket_cookie != 0 {
+        // SAFETY: the value is copied out at once.
+        if let Some(process) = unsafe { SOCKETS.get(&scratch.socket_cookie) } {
+            stats.process = *process;
+        }
+    }
     if seen == SEEN_EGRESS {
         // OUTPUT ran before us and could not know the interface: take its verdict.
         scratch.pending = scratch.key.on_interface(0);
@@ -292,4 +322,42 @@ fn end_flow(key: &FlowKey, stats: *mut FlowStats, reason: u8) {
     }
     let _ = FLOWS.remove(key);
     count(FLOWS_ENDED);
+}
+
+/// Copies a DNS response (UDP from port 53) to the collector, which keeps address → name.
+#[inline(never)]
+fn capture_dns(ctx: &TcContext, payload_offset: usize, skb_len: usize) {
+    let available = skb_len.saturating_sub(payload_offset);
+    if available < DNS_HEADER {
+        return;
+    }
+    let len = if available > DNS_CAPTURE_BYTES {
+        DNS_CAPTURE_BYTES
+    } else {
+        available
+    };
+    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
+        count(LOST_EVENTS);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is the reserved record; the load stays within its payload array
+    // (`len` is between DNS_HEADER and DNS_CAPTURE_BYTES) and within the packet (checked by
+    // the helper, which fails instead).
+    let loaded = unsafe {
+        (*event).kind = EVENT_KIND_DNS;
+        (*event)._pad = [0; 3];
+        (*event).len = len as u32;
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            payload_offset as u32,
+            (&raw mut (*event).payload).cast(),
+            len as u32,
+        )
+    };
+    if loaded == 0 {
+        entry.submit(0);
+    } else {
+        entry.discard(0);
+    }
 }

@@ -8,6 +8,7 @@
 mod atomic;
 mod flow;
 mod maps;
+mod process;
 mod skb;
 mod verdict;
 

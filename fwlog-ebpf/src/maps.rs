@@ -7,6 +7,7 @@ use aya_ebpf::{
 use fwlog_common::{
     counters::COUNTER_SLOTS,
     flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, PendingVerdict},
+    process::ProcessInfo,
 };
 
 /// Default ring-buffer size; `fwlog watch --ring-size` overrides it at load time.
@@ -39,6 +40,10 @@ pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentFlow> = LruHashMap::with_m
 /// Working memory of the tc programs, one per CPU.
 #[map]
 pub static FLOW_SCRATCH: PerCpuArray<FlowScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Socket cookie → the process that connected or sent with it (cgroup hooks, `process.rs`).
+#[map]
+pub static SOCKETS: LruHashMap<u64, ProcessInfo> = LruHashMap::with_max_entries(65_536, 0);
 
 /// Link-layer header length per watched interface (0 for tun/WireGuard-like devices).
 #[map]

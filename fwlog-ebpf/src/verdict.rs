@@ -12,13 +12,15 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use fwlog_common::{
     counters::{LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
-    event::{Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_SOCKET},
+    event::{
+        Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_PROCESS, VERDICT_HAS_SOCKET,
+    },
     flow::{FlowKey, PendingVerdict},
     packet::{parse_ip_into, PacketInfo, PKT_L4_UNPARSED},
 };
 
 use crate::{
-    maps::{count, EVENTS, FLOWS, PENDING_VERDICTS},
+    maps::{count, EVENTS, FLOWS, PENDING_VERDICTS, SOCKETS},
     skb::SkbReader,
 };
 
@@ -64,34 +66,68 @@ pub fn verdict_reject_related(ctx: SkBuffContext) -> i64 {
 /// goes on to the chain's action, and the problem is counted.
 #[inline(always)]
 fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
+    // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
+    let flow_tracking = unsafe { core::ptr::read_volatile(&FLOW_TRACKING) } != 0;
+    match EVENTS.reserve::<VerdictEvent>(0) {
+        Some(mut entry) => {
+            // Built in place in the ring buffer: a 128-byte event plus its copy would not fit
+            // the 512-byte eBPF stack next to the parser.
+            let event = entry.as_mut_ptr();
+            // SAFETY: `event` is the reserved, exclusively owned record; it is initialised
+            // with a default value before any reference to it is made.
+            let event = unsafe {
+                event.write(VerdictEvent::default());
+                &mut *event
+            };
+            fill_event(ctx, event, action, state);
+            if flow_tracking {
+                record_flow_verdict(&event.packet, event.ifindex, action, state);
+            }
+            entry.submit(0);
+            count(VERDICT_EVENTS);
+        }
+        None => {
+            count(LOST_EVENTS);
+            if flow_tracking {
+                let mut packet = PacketInfo::default();
+                if parse_ip_into(&SkbReader(ctx), 0, &mut packet).is_ok() {
+                    // SAFETY: reading a context field, as in fill_event.
+                    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+                    record_flow_verdict(&packet, ifindex, action, state);
+                }
+            }
+        }
+    }
+    NO_MATCH
+}
+
+/// Fills `event` from the packet, the skb and its socket.
+#[inline(always)]
+fn fill_event(ctx: &SkBuffContext, event: &mut VerdictEvent, action: Action, state: CtState) {
     let skb = ctx.skb.skb;
+    event.kind = EVENT_KIND_VERDICT;
+    event.action = action as u8;
+    event.ct_state = state as u8;
     // SAFETY: `skb` is the context pointer the kernel passed to this program; these fields are
-    // readable from socket filters (net/core/filter.c, sk_filter_is_valid_access).
-    let (ifindex, len, mark) = unsafe { ((*skb).ingress_ifindex, (*skb).len, (*skb).mark) };
-    // SAFETY: helper call on the program's own context.
-    let socket_cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
-    let (uid, flags) = if socket_cookie != 0 {
-        (ctx.get_socket_uid(), VERDICT_HAS_SOCKET)
-    } else {
-        (0, 0)
-    };
-    let mut event = VerdictEvent {
-        kind: EVENT_KIND_VERDICT,
-        action: action as u8,
-        ct_state: state as u8,
-        flags,
-        ifindex,
-        // SAFETY: helper without arguments.
-        timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },
-        socket_cookie,
-        uid,
-        len,
-        mark,
-        _pad0: 0,
-        packet: PacketInfo::default(),
-    };
-    // Parsed in place: the eBPF stack (512 bytes for the whole call chain) has no room for
-    // copies of the result.
+    // readable from socket filters (net/core/filter.c, sk_filter_is_valid_access). The helpers
+    // take the program's own context or no argument.
+    unsafe {
+        event.ifindex = (*skb).ingress_ifindex;
+        event.len = (*skb).len;
+        event.mark = (*skb).mark;
+        event.timestamp_ns = bpf_ktime_get_boot_ns();
+        event.socket_cookie = bpf_get_socket_cookie(skb.cast());
+    }
+    if event.socket_cookie != 0 {
+        event.uid = ctx.get_socket_uid();
+        event.flags |= VERDICT_HAS_SOCKET;
+        // SAFETY: the value is copied out at once.
+        if let Some(known) = unsafe { SOCKETS.get(&event.socket_cookie) } {
+            event.flags |= VERDICT_HAS_PROCESS;
+            event.process = *known;
+        }
+    }
+    // Parsed in place, into the ring buffer.
     match parse_ip_into(&SkbReader(ctx), 0, &mut event.packet) {
         Ok(_) => {
             if event.packet.flags & PKT_L4_UNPARSED != 0 {
@@ -104,19 +140,6 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
             debug!(ctx, "unparsable IP header ({})", error as u8);
         }
     }
-    // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
-    if unsafe { core::ptr::read_volatile(&FLOW_TRACKING) } != 0 {
-        record_flow_verdict(&event.packet, ifindex, action, state);
-    }
-    match EVENTS.reserve::<VerdictEvent>(0) {
-        Some(mut entry) => {
-            entry.write(event);
-            entry.submit(0);
-            count(VERDICT_EVENTS);
-        }
-        None => count(LOST_EVENTS),
-    }
-    NO_MATCH
 }
 
 /// Puts the verdict into the packet's flow. In INPUT (and FORWARD) the tc ingress program has

@@ -64,6 +64,12 @@ pub struct WatchArgs {
     /// Print a `stats` line every N seconds (0: never).
     #[arg(long, default_value_t = 0)]
     pub stats: u64,
+    /// Do not record which process opens each outbound connection (cgroup connect/sendmsg hooks).
+    #[arg(long)]
+    pub no_process: bool,
+    /// Do not learn host names from the DNS answers crossing the watched interfaces.
+    #[arg(long)]
+    pub no_names: bool,
 }
 
 /// The kinds of lines `--events` selects.

@@ -10,12 +10,14 @@ use fwlog_common::{
     counters::{FLOWS_CREATED, FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
     flow::{EndReason, FlowEndEvent, FlowKey, FlowStats, SEEN_EGRESS, SIDE_A},
+    process::{DnsEvent, EVENT_KIND_DNS},
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
     clock::BootClock,
     direction::LocalAddresses,
+    enrich::Enricher,
     flows::{EndedFlow, FlowTable},
     interfaces::InterfaceNames,
     output::{
@@ -56,6 +58,7 @@ pub struct Collector<W: Write> {
     clock: BootClock,
     names: InterfaceNames,
     local: LocalAddresses,
+    enricher: Enricher,
     totals: Totals,
     verdicts: bool,
     flows: Option<FlowTable>,
@@ -88,6 +91,7 @@ impl<W: Write> Collector<W> {
             clock: BootClock::new(),
             names: InterfaceNames::default(),
             local: LocalAddresses::default(),
+            enricher: Enricher::new(),
             totals: Totals::default(),
             verdicts: options.verdicts,
             flows: options.flows,
@@ -144,14 +148,21 @@ impl<W: Write> Collector<W> {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             match item.first() {
+                Some(&EVENT_KIND_DNS) => {
+                    if let Some(message) = DnsEvent::message(&item) {
+                        self.enricher.learn_dns(message);
+                    }
+                }
                 Some(&EVENT_KIND_VERDICT) if self.verdicts => {
                     if let Some(event) = VerdictEvent::from_bytes(&item) {
                         let dest = packet_addrs(&event.packet).map(|(_, dest)| dest);
+                        let extras = self.enricher.verdict(&event);
                         let record = VerdictRecord {
                             unix_ns: self.clock.unix_ns(event.timestamp_ns),
                             event: &event,
                             direction: self.local.direction(event.ifindex, dest),
                             in_iface: self.names.name(event.ifindex),
+                            extras: &extras,
                         };
                         self.writer.verdict(&mut self.buffer, &record);
                         self.totals.events += 1;
@@ -177,6 +188,7 @@ impl<W: Write> Collector<W> {
     fn write_ended_flows(&mut self) {
         for EndedFlow { key, stats, reason } in std::mem::take(&mut self.ended) {
             let direction = self.flow_direction(&key, &stats);
+            let extras = self.enricher.flow(&key, &stats);
             let record = FlowRecord {
                 start_unix_ns: self.clock.unix_ns(stats.first_ns),
                 end_unix_ns: self.clock.unix_ns(stats.last_ns),
@@ -185,6 +197,7 @@ impl<W: Write> Collector<W> {
                 reason,
                 direction,
                 iface: self.names.name(key.ifindex),
+                extras: &extras,
             };
             self.writer.flow(&mut self.buffer, &record);
             self.totals.flows += 1;

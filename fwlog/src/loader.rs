@@ -10,14 +10,17 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{tc::SchedClassifierLinkId, SchedClassifier, SocketFilter, TcAttachType},
+    programs::{
+        cgroup_sock_addr::CgroupSockAddrLinkId, tc::SchedClassifierLinkId, CgroupAttachMode,
+        CgroupSockAddr, SchedClassifier, SocketFilter, TcAttachType,
+    },
     Ebpf, EbpfLoader,
 };
 use fwlog_common::{
     event::{Action, CtState},
     programs::{
-        verdict_program, EVENTS_MAP, FLOWS_MAP, FLOW_EGRESS_PROGRAM, FLOW_INGRESS_PROGRAM,
-        FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP,
+        verdict_program, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP, FLOW_EGRESS_PROGRAM,
+        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP, PROCESS_PROGRAMS,
     },
 };
 
@@ -31,17 +34,23 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// `Some(entries)`: keep the flow table (tc programs) with that many entries.
     pub flow_table: Option<u32>,
+    /// Copy DNS answers to the collector (needs the tc programs: `flow_table`).
+    pub dns: bool,
+    /// Load the cgroup hooks that record which process uses each socket.
+    pub processes: bool,
 }
 
 /// Loads the object with the chosen map sizes and loads (verifies) every program it will use.
 pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let kernel_log_level = log::max_level() as u8;
     let flow_tracking = u8::from(options.flow_table.is_some());
+    let dns_capture = u8::from(options.dns && options.flow_table.is_some());
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(EVENTS_MAP, options.ring_bytes)
         .override_global(aya_log::LEVEL, &kernel_log_level, false)
-        .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true);
+        .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true)
+        .override_global(DNS_CAPTURE_GLOBAL, &dns_capture, true);
     if let Some(entries) = options.flow_table {
         loader.map_max_entries(FLOWS_MAP, entries);
     }
@@ -53,6 +62,13 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
         socket_filter(&mut ebpf, name)?
             .load()
             .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
+    }
+    if options.processes {
+        for name in PROCESS_PROGRAMS {
+            sock_addr_program(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
+        }
     }
     if options.flow_table.is_some() {
         for name in [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM] {
@@ -109,6 +125,44 @@ impl FlowAttachments {
         }
         Ok(())
     }
+}
+
+/// The cgroup hooks, attached to the root of the cgroup v2 hierarchy (links: detached when
+/// fwlog exits, however it exits). `None` when the machine has no cgroup v2 mount.
+pub fn attach_process_programs(ebpf: &mut Ebpf) -> Result<Option<Vec<CgroupSockAddrLinkId>>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
+    let Some(root) = cgroup2_mount(&mountinfo) else {
+        return Ok(None);
+    };
+    let cgroup = fs::File::open(&root).with_context(|| format!("opening the cgroup {root}"))?;
+    let mut links = Vec::new();
+    for name in PROCESS_PROGRAMS {
+        // Link-based attachment: the kernel wants no flags here (links always allow several
+        // programs; kernel/bpf/cgroup.c, cgroup_bpf_link_attach), which aya's `Single` means.
+        let link = sock_addr_program(ebpf, name)?
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .with_context(|| format!("attaching {name} to the cgroup {root}"))?;
+        links.push(link);
+    }
+    Ok(Some(links))
+}
+
+/// Where cgroup v2 is mounted (the fifth field of a mountinfo line whose filesystem type,
+/// after the ` - ` separator, is cgroup2).
+pub fn cgroup2_mount(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        (fs.split_whitespace().next()? == "cgroup2")
+            .then(|| mount.split_whitespace().nth(4).map(str::to_string))
+            .flatten()
+    })
+}
+
+fn sock_addr_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("the eBPF object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not a cgroup/sock_addr program"))
 }
 
 /// Ethernet-like devices carry a 14-byte header at tc; tun, WireGuard and other devices of
@@ -215,4 +269,22 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .with_context(|| format!("the eBPF object has no program {name}"))?
         .try_into()
         .with_context(|| format!("{name} is not a tc classifier"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let hybrid = "30 24 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount(hybrid).as_deref(),
+            Some("/sys/fs/cgroup/unified")
+        );
+        let unified = "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount(unified).as_deref(), Some("/sys/fs/cgroup"));
+        assert_eq!(cgroup2_mount("22 1 0:5 / /proc rw - proc proc rw\n"), None);
+    }
 }

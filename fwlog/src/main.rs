@@ -5,6 +5,7 @@ mod clock;
 mod cmd;
 mod collector;
 mod direction;
+mod enrich;
 mod firewall;
 mod flows;
 mod installation;

@@ -45,7 +45,19 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     let mut ebpf = loader::load(&LoadOptions {
         ring_bytes: args.ring_size,
         flow_table: track_flows.then_some(args.flow_table_size),
+        dns: !args.no_names,
+        processes: !args.no_process,
     })?;
+    // Kept until exit: dropping them detaches the hooks.
+    let _process_links = if args.no_process {
+        None
+    } else {
+        let links = loader::attach_process_programs(&mut ebpf)?;
+        if links.is_none() {
+            eprintln!("fwlog: no cgroup v2 mount found: processes will not be named");
+        }
+        links
+    };
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => Some(logger),
         Err(error) => {

@@ -21,6 +21,7 @@ use fwlog_common::{
 };
 
 use super::{timestamp::TimestampFormatter, Direction};
+use crate::enrich::Extras;
 
 /// A verdict event with what the collector found out about it.
 pub struct VerdictRecord<'a> {
@@ -28,6 +29,7 @@ pub struct VerdictRecord<'a> {
     pub event: &'a VerdictEvent,
     pub direction: Direction,
     pub in_iface: Option<&'a str>,
+    pub extras: &'a Extras,
 }
 
 /// A flow that ended, with what the collector found out about it.
@@ -39,6 +41,7 @@ pub struct FlowRecord<'a> {
     pub reason: EndReason,
     pub direction: Direction,
     pub iface: Option<&'a str>,
+    pub extras: &'a Extras,
 }
 
 /// Counters for `stats` lines.
@@ -84,6 +87,7 @@ impl JsonWriter {
         if event.flags & VERDICT_HAS_SOCKET != 0 {
             line.uint("uid", event.uid.into());
         }
+        line.extras(record.extras);
         line.close();
     }
 
@@ -125,6 +129,7 @@ impl JsonWriter {
         if key.proto == IPPROTO_TCP {
             line.tcp_flags(stats.tcp_flags as u8);
         }
+        line.extras(record.extras);
         line.key("flow");
         line.out.push(b'{');
         line.out.extend_from_slice(b"\"start\":\"");
@@ -274,6 +279,39 @@ impl Line<'_> {
         self.out.push(b'"');
         self.out.extend(tcp_flag_letters(flags));
         self.out.push(b'"');
+    }
+
+    /// `community_id`, `src_host`, `dest_host`, `process` — each only when known.
+    fn extras(&mut self, extras: &Extras) {
+        if let Some(id) = &extras.community_id {
+            self.escaped("community_id", id);
+        }
+        if let Some(host) = &extras.src_host {
+            self.escaped("src_host", host);
+        }
+        if let Some(host) = &extras.dest_host {
+            self.escaped("dest_host", host);
+        }
+        if let Some(process) = &extras.process {
+            self.key("process");
+            self.out.push(b'{');
+            self.uint("pid", process.pid.into());
+            self.escaped("comm", &process.comm);
+            if let Some(exe) = &process.exe {
+                self.escaped("exe", exe);
+            }
+            self.uint("uid", process.uid.into());
+            if let Some(user) = &process.user {
+                self.escaped("user", user);
+            }
+            if let Some(unit) = &process.unit {
+                self.escaped("unit", unit);
+            }
+            if let Some(container) = &process.container {
+                self.escaped("container", container);
+            }
+            self.out.push(b'}');
+        }
     }
 
     fn close(self) {

@@ -6,6 +6,7 @@ use fwlog_common::{
 };
 
 use super::*;
+use crate::enrich::{Extras, ProcessView};
 
 /// 2026-11-25T07:09:10.123456Z
 const T: i128 = 1_795_590_550_123_456_000;
@@ -47,6 +48,7 @@ fn inbound_drop_matches_the_documented_example() {
         event: &event,
         direction: Direction::Inbound,
         in_iface: Some("wlan0"),
+        extras: &Extras::default(),
     });
     assert_eq!(
         line,
@@ -82,6 +84,7 @@ fn outbound_icmpv6_with_a_socket_owner() {
         event: &event,
         direction: Direction::Outbound,
         in_iface: None,
+        extras: &Extras::default(),
     });
     assert_eq!(
         line,
@@ -102,6 +105,7 @@ fn related_fragment_and_unknown_protocol() {
         event: &event,
         direction: Direction::Forward,
         in_iface: Some("we\"ird"),
+        extras: &Extras::default(),
     });
     assert_eq!(
         line,
@@ -120,6 +124,7 @@ fn unreadable_ip_header_is_reported_not_guessed() {
         event: &event,
         direction: Direction::Inbound,
         in_iface: None,
+        extras: &Extras::default(),
     });
     assert!(line.contains(r#""malformed":true"#));
     assert!(!line.contains("src_ip"));
@@ -179,6 +184,7 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
                 event,
                 direction: Direction::Inbound,
                 in_iface,
+                extras: &full_extras(),
             },
         );
     }
@@ -237,7 +243,51 @@ fn flow_record<'a>(key: &'a FlowKey, stats: &'a FlowStats) -> FlowRecord<'a> {
         reason: EndReason::Fin,
         direction: Direction::Outbound,
         iface: Some("wlan0"),
+        extras: &NO_EXTRAS,
     }
+}
+
+static NO_EXTRAS: Extras = Extras {
+    community_id: None,
+    src_host: None,
+    dest_host: None,
+    process: None,
+};
+
+fn full_extras() -> Extras {
+    Extras {
+        community_id: Some("1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()),
+        src_host: Some("client.test".into()),
+        dest_host: Some("server.test".into()),
+        process: Some(ProcessView {
+            pid: 1234,
+            comm: "curl".into(),
+            exe: Some("/usr/bin/curl".into()),
+            uid: 1000,
+            user: Some("alice".into()),
+            unit: Some("session-2.scope".into()),
+            container: Some("4f3c".into()),
+        }),
+    }
+}
+
+#[test]
+fn extras_follow_the_packet_fields() {
+    let event = inbound_tcp_syn();
+    let mut out = Vec::new();
+    JsonWriter::default().verdict(
+        &mut out,
+        &VerdictRecord {
+            unix_ns: T,
+            event: &event,
+            direction: Direction::Outbound,
+            in_iface: None,
+            extras: &full_extras(),
+        },
+    );
+    let line = String::from_utf8(out).expect("UTF-8");
+    assert!(line.ends_with(r#","len":60,"tcp_flags":"S","community_id":"1:LQU9qZlK+B5F3KDmev6m5PMibrg=","src_host":"client.test","dest_host":"server.test","process":{"pid":1234,"comm":"curl","exe":"/usr/bin/curl","uid":1000,"user":"alice","unit":"session-2.scope","container":"4f3c"}}
+"#), "{line}");
 }
 
 #[test]

@@ -1,0 +1,119 @@
+//! What fwlog adds to an event beyond the packet: the process behind a local socket, host names
+//! learnt from DNS answers on the wire, and the Community ID flow hash.
+
+pub mod community_id;
+pub mod names;
+pub mod process;
+
+use std::sync::Arc;
+
+/// The process fields of an event (`"process":{…}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessView {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<Arc<str>>,
+    pub uid: u32,
+    pub user: Option<Arc<str>>,
+    /// systemd unit (`ssh.service`, `session-2.scope`), from the cgroup path.
+    pub unit: Option<Arc<str>>,
+    /// Docker/Podman container id, from the cgroup path.
+    pub container: Option<Arc<str>>,
+}
+
+/// Everything optional an event line may carry besides the packet's own fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    pub community_id: Option<String>,
+    pub src_host: Option<Arc<str>>,
+    pub dest_host: Option<Arc<str>>,
+    pub process: Option<ProcessView>,
+}
+
+use fwlog_common::{
+    event::{VerdictEvent, VERDICT_HAS_PROCESS},
+    flow::{FlowKey, FlowStats, SIDE_A},
+    packet::{PKT_HAS_ICMP, PKT_HAS_PORTS},
+};
+
+use crate::output::json::{packet_addrs, proto_name};
+
+/// Turns kernel records into [`Extras`], keeping the caches that make it cheap.
+pub struct Enricher {
+    processes: process::ProcessCache,
+    names: names::NameCache,
+}
+
+impl Enricher {
+    pub fn new() -> Self {
+        Enricher {
+            processes: process::ProcessCache::default(),
+            names: names::NameCache::default(),
+        }
+    }
+
+    /// Learns address → name from a DNS response the tc program copied.
+    pub fn learn_dns(&mut self, message: &[u8]) {
+        self.names.learn(message);
+    }
+
+    pub fn verdict(&mut self, event: &VerdictEvent) -> Extras {
+        let packet = &event.packet;
+        let Some((src, dest)) = packet_addrs(packet) else {
+            return Extras::default();
+        };
+        let ports = if packet.flags & PKT_HAS_PORTS != 0 {
+            Some((packet.src_port, packet.dst_port))
+        } else if packet.flags & PKT_HAS_ICMP != 0 {
+            Some((packet.icmp_type.into(), packet.icmp_code.into()))
+        } else {
+            None
+        };
+        Extras {
+            community_id: community_id::community_id(src, dest, packet.proto, ports),
+            src_host: self.names.name(src),
+            dest_host: self.names.name(dest),
+            process: (event.flags & VERDICT_HAS_PROCESS != 0)
+                .then(|| self.processes.view(&event.process)),
+        }
+    }
+
+    /// Extras for a flow, from the client's side (the side that opened it).
+    pub fn flow(&mut self, key: &FlowKey, stats: &FlowStats) -> Extras {
+        let to_ip = |addr: &[u8; 16]| -> std::net::IpAddr {
+            if key.ip_version == 4 {
+                [addr[0], addr[1], addr[2], addr[3]].into()
+            } else {
+                (*addr).into()
+            }
+        };
+        let (client, server) = if stats.opener == SIDE_A {
+            (
+                (to_ip(&key.addr_a), key.port_a),
+                (to_ip(&key.addr_b), key.port_b),
+            )
+        } else {
+            (
+                (to_ip(&key.addr_b), key.port_b),
+                (to_ip(&key.addr_a), key.port_a),
+            )
+        };
+        let ports = match proto_name(key.proto) {
+            Some("icmp" | "icmpv6") => Some((stats.icmp_type.into(), stats.icmp_code.into())),
+            Some(_) => Some((client.1, server.1)),
+            None => None,
+        };
+        Extras {
+            community_id: community_id::community_id(client.0, server.0, key.proto, ports),
+            src_host: self.names.name(client.0),
+            dest_host: self.names.name(server.0),
+            process: (stats.process.pid != 0).then(|| self.processes.view(&stats.process)),
+        }
+    }
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
