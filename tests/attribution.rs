@@ -1,24 +1,17 @@
 //! Who and what: the process behind outbound connections, names from DNS answers on the wire,
 //! and the Community ID shared by a connection's lines.
 
-use std::{
-    net::{SocketAddr, UdpSocket},
-    process::Stdio,
-    time::Duration,
-};
+use std::{net::UdpSocket, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
+    addr,
     netns::{HOST_V4, PEER_V4},
     traffic::{tcp_connect, tcp_listen, udp_bind},
     Fwlog, TestNet,
 };
 use serde_json::Value;
 use simple_dns::{rdata, Name, Packet, Question, ResourceRecord, CLASS, QCLASS, QTYPE, TYPE};
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("test address"), port)
-}
 
 /// `bash -c SCRIPT` inside the host namespace; nsenter execs bash, so its pid is the child's.
 fn bash_in(net: &TestNet, script: &str) -> Result<std::process::Child> {

@@ -1,9 +1,10 @@
 //! What fwlog installs, that it leaves the user's rules alone, and that it leaves nothing behind.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Result;
 use fwlog_tests::{
+    addr,
     fwlog::fwlog_command,
     netns::{HOST_V4, PEER_V4},
     traffic::{read_all, tcp_connect, tcp_listen, udp_bind, udp_send},
@@ -11,10 +12,6 @@ use fwlog_tests::{
 };
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("test address"), port)
-}
 
 const PROGRAMS: [&str; 6] = [
     "verdict_accept_new",
@@ -78,7 +75,7 @@ fn rules_and_pins_exist_while_watching_and_go_on_sigint() -> Result<()> {
             "{input} in both families:\n{during}"
         );
         let output = format!(
-            "-A OUTPUT {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT"
+            "-A OUTPUT ! -o lo {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT"
         );
         assert_eq!(
             during.matches(&output).count(),

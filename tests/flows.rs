@@ -9,16 +9,13 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
+    addr,
     netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
     traffic::{tcp_listen, udp_bind, udp_send},
     Fwlog, NetNs, TestNet,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("test address"), port)
-}
 
 fn flow(e: &Value, dest_port: u16) -> bool {
     e["event_type"] == "flow" && e["dest_port"] == dest_port

@@ -1,9 +1,10 @@
 //! `fwlog watch` end to end: real traffic through a real firewall, checked in the JSON lines.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Result;
 use fwlog_tests::{
+    addr,
     netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
     traffic::{ping, tcp_connect, tcp_listen, udp_bind, udp_received, udp_send},
     Fwlog, TestNet,
@@ -11,10 +12,6 @@ use fwlog_tests::{
 use serde_json::Value;
 
 const NO_ANSWER: Duration = Duration::from_millis(1500);
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("test address"), port)
-}
 
 fn is(event: &Value, fields: &[(&str, Value)]) -> bool {
     fields.iter().all(|(key, value)| &event[*key] == value)
@@ -222,5 +219,94 @@ fn every_line_is_flushed_promptly_and_parses() -> Result<()> {
     for port in 40000..40020 {
         fwlog.expect_event("outbound UDP", |e| is(e, &[("dest_port", port.into())]))?;
     }
+    Ok(())
+}
+
+#[test]
+fn filters_keep_only_what_was_asked_in_ecs() -> Result<()> {
+    let net = TestNet::new()?;
+    let _peer_sink = udp_bind(&net.peer, addr(PEER_V4, 6200))?;
+    let mut fwlog = Fwlog::watch(
+        &net.host,
+        &[
+            "--format",
+            "ecs",
+            "--action",
+            "drop",
+            "--proto",
+            "udp",
+            &net.host_if,
+        ],
+    )?;
+    udp_send(&net.peer, addr(HOST_V4, 5353), b"in")?; // drop, udp: kept
+    assert!(!tcp_connect(&net.peer, addr(HOST_V4, 22), NO_ANSWER)?); // drop, tcp: filtered out
+    udp_send(&net.host, addr(PEER_V4, 6200), b"out")?; // accept: filtered out
+    let event = fwlog.expect_event("the inbound UDP drop, in ECS", |e| {
+        e["destination"]["port"] == 5353
+    })?;
+    assert_eq!(event["event"]["action"], "drop");
+    assert_eq!(event["network"]["transport"], "udp");
+    assert_eq!(event["network"]["direction"], "inbound");
+    assert_eq!(event["source"]["ip"], PEER_V4);
+    assert_eq!(
+        event["observer"]["ingress"]["interface"]["name"],
+        net.host_if.as_str()
+    );
+    assert!(event["@timestamp"].is_string());
+    let others = fwlog.collect_events(Duration::from_millis(800));
+    let unwanted: Vec<&Value> = others
+        .iter()
+        .filter(|e| e["event"]["action"] != "drop" || e["network"]["transport"] != "udp")
+        .filter(|e| e["event"]["kind"] != "metric")
+        .collect();
+    assert!(unwanted.is_empty(), "filtered out: {unwanted:#?}");
+    Ok(())
+}
+
+#[test]
+fn text_format_is_one_readable_line_per_event() -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let net = TestNet::new()?;
+    let mut child = fwlog_tests::fwlog::fwlog_command(&net.host)
+        .args([
+            "watch",
+            "--format",
+            "text",
+            "--color",
+            "never",
+            &net.host_if,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // Bounded wait for the rules, then traffic until a line arrives.
+    let mut found = None;
+    for _ in 0..20 {
+        udp_send(&net.peer, addr(HOST_V4, 5454), b"hello")?;
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
+            found = Some(line);
+            break;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    assert!(child.wait()?.success());
+    let line = found.expect("a text line within 10 s");
+    assert!(line.contains(" drop "), "{line}");
+    assert!(line.contains(&format!("{PEER_V4}:")), "{line}");
+    assert!(line.contains(&format!("{HOST_V4}:5454")), "{line}");
+    assert!(
+        !line.contains('{') && !line.contains('\x1b'),
+        "plain text: {line}"
+    );
     Ok(())
 }

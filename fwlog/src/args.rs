@@ -25,6 +25,13 @@ pub enum Command {
     Rules(RuleArgs),
     /// Remove everything fwlog installed in this network namespace (also after a crash).
     Uninstall,
+    /// Summarise fwlog JSON lines: top blocked sources, outbound destinations, processes,
+    /// local ports and an hourly timeline.
+    Summary(SummaryArgs),
+    /// Print a shell completion script (`fwlog completions bash > /etc/bash_completion.d/fwlog`).
+    Completions(CompletionsArgs),
+    /// Print fwlog's man page (roff) to stdout, or write one page per command with `--out DIR`.
+    Man(ManArgs),
 }
 
 /// What decides the rules.
@@ -40,6 +47,38 @@ pub struct RuleArgs {
     /// Prefix of the kernel log lines: `[PREFIX-A]:`, `[PREFIX-D]:`, `[PREFIX-R]:`.
     #[arg(long, default_value = "FW", value_parser = parse_prefix)]
     pub prefix: String,
+    /// What happens to new inbound connections on IFACE (logged either way).
+    #[arg(long, value_enum, default_value_t = Policy::Drop)]
+    pub inbound: Policy,
+    /// What happens to new outbound connections (logged either way).
+    #[arg(long, value_enum, default_value_t = Policy::Accept)]
+    pub outbound: Policy,
+    /// Log and accept new inbound connections to this port before the inbound policy
+    /// (PORT/tcp, PORT/udp or PORT/sctp; repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub allow_in: Vec<crate::firewall::plan::PortRule>,
+    /// Install even if the inbound policy would refuse new connections to this SSH session's
+    /// server.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--inbound` and `--outbound`: the `LOG_AND_*` chain new connections jump to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    Accept,
+    Drop,
+    Reject,
+}
+
+impl Policy {
+    pub const fn action(self) -> fwlog_common::event::Action {
+        match self {
+            Policy::Accept => fwlog_common::event::Action::Accept,
+            Policy::Drop => fwlog_common::event::Action::Drop,
+            Policy::Reject => fwlog_common::event::Action::Reject,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +109,10 @@ pub struct WatchArgs {
     /// Do not learn host names from the DNS answers crossing the watched interfaces.
     #[arg(long)]
     pub no_names: bool,
+    #[command(flatten)]
+    pub format: FormatArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// The kinds of lines `--events` selects.
@@ -77,6 +120,120 @@ pub struct WatchArgs {
 pub enum EventKind {
     Verdict,
     Flow,
+}
+
+/// Which events to keep, shared by `summary` and `watch`: values of one option are alternatives,
+/// different options must all match.
+#[derive(Clone, Debug, Default, Args)]
+pub struct FilterArgs {
+    /// Only events with this action (repeatable, or comma-separated).
+    #[arg(
+        long = "action",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "ACTION"
+    )]
+    pub actions: Vec<FilterAction>,
+    /// Only events going this way (repeatable, or comma-separated).
+    #[arg(
+        long = "dir",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "DIRECTION"
+    )]
+    pub directions: Vec<FilterDirection>,
+    /// Only this protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number (repeatable).
+    #[arg(long = "proto", value_delimiter = ',', value_name = "PROTO")]
+    pub protocols: Vec<crate::filter::Protocol>,
+    /// Only events with this source or destination port (repeatable, or comma-separated).
+    #[arg(long = "port", value_delimiter = ',', value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Only events from or to this address, network (CIDR) or host name (repeatable).
+    #[arg(long = "host", value_name = "ADDR|CIDR|NAME")]
+    pub hosts: Vec<crate::filter::HostPattern>,
+}
+
+/// `--action` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilterAction {
+    Accept,
+    Drop,
+    Reject,
+}
+
+/// `--dir` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilterDirection {
+    Inbound,
+    Outbound,
+    Forward,
+}
+
+/// How `watch` prints events: for `#[command(flatten)]` into `WatchArgs`.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct FormatArgs {
+    /// Line format: `json` (fwlog's schema), `text` (aligned, for people), `ecs` (Elastic
+    /// Common Schema, nested). Default: text on a terminal, JSON into a pipe or file.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Colour the text format: `auto` (when stdout is a terminal and NO_COLOR is unset),
+    /// `always` or `never`.
+    #[arg(long, value_enum, default_value_t = ColourChoice::Auto, value_name = "WHEN")]
+    pub color: ColourChoice,
+}
+
+/// `--format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Text,
+    Ecs,
+}
+
+/// `--color` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColourChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// fwlog JSON-lines files, `-` for stdin; gzip-compressed ones are recognised by their content
+    /// (default: /var/log/fwlog/fwlog.jsonl).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Only lines at or after this time: RFC 3339 (`2026-11-25T07:00:00Z`), a date (UTC
+    /// midnight) or a span before now (`2h`, `7d`, `1 week`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<crate::summary::time::TimeBound>,
+    /// Only lines before this time (same forms as `--since`).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<crate::summary::time::TimeBound>,
+    /// Rows in each table.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// Print one JSON object with the same tables instead of text tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write fwlog.1 and one page per subcommand (fwlog-watch.1, …) into this directory instead
+    /// of printing fwlog.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 fn parse_prefix(prefix: &str) -> Result<String, String> {

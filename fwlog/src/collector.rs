@@ -18,10 +18,12 @@ use crate::{
     clock::BootClock,
     direction::LocalAddresses,
     enrich::Enricher,
+    filter::Filter,
     flows::{EndedFlow, FlowTable},
     interfaces::InterfaceNames,
     output::{
-        json::{packet_addrs, FlowRecord, JsonWriter, StatsRecord, VerdictRecord},
+        json::{packet_addrs, FlowRecord, StatsRecord, VerdictRecord},
+        writer::{EventWriter, FormatWriter},
         Direction,
     },
 };
@@ -41,8 +43,11 @@ pub struct Totals {
 
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
-/// What to print, and how often.
+/// What to print, how, and how often.
 pub struct CollectorOptions {
+    pub writer: FormatWriter,
+    /// Which verdict and flow lines to keep (counter lines are never filtered).
+    pub filter: Filter,
     pub verdicts: bool,
     pub flows: Option<FlowTable>,
     /// Every this often, a `stats` line.
@@ -54,7 +59,8 @@ pub struct Collector<W: Write> {
     counters: PerCpuArray<MapData, u64>,
     out: W,
     buffer: Vec<u8>,
-    writer: JsonWriter,
+    writer: FormatWriter,
+    filter: Filter,
     clock: BootClock,
     names: InterfaceNames,
     local: LocalAddresses,
@@ -87,7 +93,8 @@ impl<W: Write> Collector<W> {
             counters,
             out,
             buffer: Vec::with_capacity(1 << 20),
-            writer: JsonWriter::default(),
+            writer: options.writer,
+            filter: options.filter,
             clock: BootClock::new(),
             names: InterfaceNames::default(),
             local: LocalAddresses::default(),
@@ -164,7 +171,9 @@ impl<W: Write> Collector<W> {
                             in_iface: self.names.name(event.ifindex),
                             extras: &extras,
                         };
-                        self.writer.verdict(&mut self.buffer, &record);
+                        if self.filter.matches_verdict(&record) {
+                            self.writer.verdict(&mut self.buffer, &record);
+                        }
                         self.totals.events += 1;
                     }
                 }
@@ -199,7 +208,9 @@ impl<W: Write> Collector<W> {
                 iface: self.names.name(key.ifindex),
                 extras: &extras,
             };
-            self.writer.flow(&mut self.buffer, &record);
+            if self.filter.matches_flow(&record) {
+                self.writer.flow(&mut self.buffer, &record);
+            }
             self.totals.flows += 1;
         }
     }

@@ -4,8 +4,11 @@ mod args;
 mod clock;
 mod cmd;
 mod collector;
+#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
+mod config;
 mod direction;
 mod enrich;
+mod filter;
 mod firewall;
 mod flows;
 mod installation;
@@ -14,6 +17,8 @@ mod loader;
 mod netns;
 mod output;
 mod preflight;
+mod ssh_guard;
+mod summary;
 
 use std::process::ExitCode;
 

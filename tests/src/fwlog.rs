@@ -43,7 +43,10 @@ pub fn fwlog_bin() -> PathBuf {
 /// `fwlog ARGS` run to completion in `netns`.
 pub fn fwlog_command(netns: &NetNs) -> Command {
     let mut command = netns.command(&fwlog_bin().to_string_lossy());
-    command.env("RUST_BACKTRACE", "1");
+    // The SSH guard reads SSH_CONNECTION: tests that want it set it themselves.
+    command
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("SSH_CONNECTION");
     command
 }
 
@@ -60,9 +63,15 @@ pub struct Fwlog {
 impl Fwlog {
     /// Starts `fwlog watch ARGS` in `netns` and waits until it says it is watching.
     pub fn watch(netns: &NetNs, args: &[&str]) -> Result<Self> {
+        Self::watch_with_env(netns, args, &[])
+    }
+
+    /// [`Fwlog::watch`] with extra environment variables.
+    pub fn watch_with_env(netns: &NetNs, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let mut child = fwlog_command(netns)
             .arg("watch")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -11,6 +11,11 @@ pub mod traffic;
 pub use fwlog::{fwlog_bin, Fwlog};
 pub use netns::{NetNs, TestNet};
 
+/// A socket address from a literal test address and a port.
+pub fn addr(ip: &str, port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip.parse().expect("a literal test address"), port)
+}
+
 /// Fails the test, saying why, unless it runs as root: these tests need to create network
 /// namespaces, load eBPF programs and change iptables.
 pub fn require_root() {

@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
+pub mod completions;
+pub mod man;
 pub mod rules;
+pub mod summary;
 pub mod uninstall;
 pub mod watch;
 
@@ -17,6 +20,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Watch(args) => watch::run(args),
         Command::Rules(args) => rules::run(args),
         Command::Uninstall => uninstall::run(),
+        Command::Summary(args) => summary::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
@@ -26,5 +32,8 @@ fn rule_options(args: &RuleArgs, interfaces: Vec<String>, netns: NetNs) -> RuleO
         interfaces,
         pin_dir: netns.pin_dir(),
         kernel_log_prefix: args.kernel_log.then(|| args.prefix.clone()),
+        inbound: args.inbound.action(),
+        outbound: args.outbound.action(),
+        allow_in: args.allow_in.clone(),
     }
 }

@@ -1,6 +1,6 @@
 //! `fwlog watch`: install for the session, stream events, remove on exit.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, io::IsTerminal as _, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, PerCpuArray, RingBuf};
@@ -8,15 +8,17 @@ use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    args::{EventKind, WatchArgs},
+    args::{EventKind, OutputFormat, WatchArgs},
     collector::{Collector, CollectorOptions},
+    filter::Filter,
     firewall::{iptables, plan::install_script, Family},
     flows::FlowTable,
     installation::{remove_rules, Installation},
     interfaces,
     loader::{self, LoadOptions},
     netns::{InstanceLock, NetNs},
-    preflight,
+    output::writer::{colour_wanted, FormatWriter},
+    preflight, ssh_guard,
 };
 
 pub fn run(args: WatchArgs) -> Result<()> {
@@ -87,6 +89,15 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
             );
         }
     } else {
+        if !args.rules.force {
+            let session = std::env::var("SSH_CONNECTION").ok();
+            ssh_guard::check(
+                session.as_deref(),
+                &ssh_guard::interface_addresses(),
+                &options,
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
         installation.install_rules(&options)?;
     }
 
@@ -102,7 +113,20 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     } else {
         None
     };
+    let stdout_is_terminal = std::io::stdout().is_terminal();
+    let format = args.format.format.unwrap_or(if stdout_is_terminal {
+        OutputFormat::Text
+    } else {
+        OutputFormat::Json
+    });
+    let colour = colour_wanted(
+        args.format.color,
+        stdout_is_terminal,
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let collector_options = CollectorOptions {
+        writer: FormatWriter::new(format, colour),
+        filter: Filter::new(&args.filter),
         verdicts: args.events.contains(&EventKind::Verdict),
         flows,
         stats_every: (args.stats > 0).then(|| Duration::from_secs(args.stats)),

@@ -2,8 +2,9 @@
 //!
 //! The layout follows the article: three chains `LOG_AND_{ACCEPT,DROP,REJECT}` that log NEW and
 //! RELATED connections and then act, inbound NEW/RELATED on the watched interfaces jumping to
-//! `LOG_AND_DROP`, outbound NEW/RELATED jumping to `LOG_AND_ACCEPT`. "Log" is a `-m bpf` match on
-//! fwlog's pinned program, which never matches, so the chain goes on to its action.
+//! `LOG_AND_DROP` (the inbound policy), outbound NEW/RELATED jumping to `LOG_AND_ACCEPT` (the
+//! outbound policy). "Log" is a `-m bpf` match on fwlog's pinned program, which never matches,
+//! so the chain goes on to its action. Loopback is never touched.
 
 use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
@@ -25,12 +26,71 @@ const CONNECTION_ATTEMPTS: [&str; 2] = ["-p tcp --syn", "! -p tcp"];
 /// What the user asked for, as far as the rules are concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleOptions {
-    /// Interfaces whose new inbound connections are logged and dropped.
+    /// Interfaces whose new inbound connections meet the inbound policy.
     pub interfaces: Vec<String>,
     /// Directory holding the pinned verdict programs.
     pub pin_dir: std::path::PathBuf,
     /// `Some(prefix)`: also keep the article's `-j LOG --log-prefix '[PREFIX-A]:'` rules.
     pub kernel_log_prefix: Option<String>,
+    /// What happens to new inbound connections on the watched interfaces (the article: drop).
+    pub inbound: Action,
+    /// What happens to new outbound connections (the article: accept).
+    pub outbound: Action,
+    /// Ports whose new inbound connections are logged and accepted before the inbound policy.
+    pub allow_in: Vec<PortRule>,
+}
+
+/// A transport protocol that has ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Transport {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+            Transport::Sctp => "sctp",
+        }
+    }
+}
+
+/// `22/tcp`: a port new inbound connections may reach (`--allow-in`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRule {
+    pub port: u16,
+    pub proto: Transport,
+}
+
+impl std::str::FromStr for PortRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (port, proto) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not PORT/PROTO, e.g. 22/tcp"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
+        let proto = match proto {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            "sctp" => Transport::Sctp,
+            other => return Err(format!("{other:?} is not tcp, udp or sctp")),
+        };
+        Ok(PortRule { port, proto })
+    }
+}
+
+impl std::fmt::Display for PortRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
 }
 
 /// The restore script for one family, given the chains that already exist in its filter table.
@@ -63,19 +123,33 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
         }
     }
     for interface in &options.interfaces {
+        for allowed in &options.allow_in {
+            let proto = allowed.proto.as_str();
+            let syn = if allowed.proto == Transport::Tcp {
+                " --syn"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                script,
+                "-A INPUT -i {interface} -p {proto} -m {proto} --dport {}{syn} -m conntrack --ctstate NEW -m comment --comment {RULE_COMMENT} -j {}",
+                allowed.port,
+                Action::Accept.chain()
+            );
+        }
         for attempt in CONNECTION_ATTEMPTS {
             let _ = writeln!(
                 script,
                 "-A INPUT -i {interface} {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-                Action::Drop.chain()
+                options.inbound.chain()
             );
         }
     }
     for attempt in CONNECTION_ATTEMPTS {
         let _ = writeln!(
             script,
-            "-A OUTPUT {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-            Action::Accept.chain()
+            "-A OUTPUT ! -o lo {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
+            options.outbound.chain()
         );
     }
     script.push_str("COMMIT\n");

@@ -1,7 +1,17 @@
 //! Turning events into lines of text.
 
+pub mod connection;
+pub mod ecs;
 pub mod json;
+#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
+pub mod rotating_file;
+#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
+pub mod syslog;
+#[cfg(test)]
+pub mod test_records;
+pub mod text;
 pub mod timestamp;
+pub mod writer;
 
 /// Which way a connection goes, as seen from this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

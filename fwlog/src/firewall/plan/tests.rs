@@ -7,6 +7,9 @@ fn options(kernel_log: bool) -> RuleOptions {
         interfaces: vec!["wlan0".into(), "eth1".into()],
         pin_dir: "/sys/fs/bpf/fwlog/4026531840".into(),
         kernel_log_prefix: kernel_log.then(|| "FW".to_string()),
+        inbound: Action::Drop,
+        outbound: Action::Accept,
+        allow_in: Vec::new(),
     }
 }
 
@@ -31,8 +34,8 @@ fn fresh_table_gets_the_three_chains_and_the_jumps() {
 -A INPUT -i wlan0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
 -A INPUT -i eth1 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
 -A INPUT -i eth1 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
--A OUTPUT -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
--A OUTPUT ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
+-A OUTPUT ! -o lo -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
+-A OUTPUT ! -o lo ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_ACCEPT
 COMMIT
 ";
     assert_eq!(script, expected);
@@ -80,4 +83,50 @@ fn kernel_log_uses_the_article_prefixes() {
 fn prefix_limit_fits_the_kernel() {
     let longest = "P".repeat(MAX_PREFIX_LEN);
     assert_eq!(log_prefix(&longest, Action::Reject).len(), 29);
+}
+
+#[test]
+fn policies_and_allowed_ports() {
+    let mut options = options(false);
+    options.interfaces = vec!["eth0".into()];
+    options.inbound = Action::Reject;
+    options.outbound = Action::Drop;
+    options.allow_in = vec![
+        "22/tcp".parse().expect("rule"),
+        "51820/udp".parse().expect("rule"),
+    ];
+    let script = install_script(&options, &BTreeSet::new());
+    let jumps: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("-A INPUT") || l.starts_with("-A OUTPUT"))
+        .collect();
+    assert_eq!(
+        jumps,
+        [
+            "-A INPUT -i eth0 -p tcp -m tcp --dport 22 --syn -m conntrack --ctstate NEW -m comment --comment fwlog -j LOG_AND_ACCEPT",
+            "-A INPUT -i eth0 -p udp -m udp --dport 51820 -m conntrack --ctstate NEW -m comment --comment fwlog -j LOG_AND_ACCEPT",
+            "-A INPUT -i eth0 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_REJECT",
+            "-A INPUT -i eth0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_REJECT",
+            "-A OUTPUT ! -o lo -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP",
+            "-A OUTPUT ! -o lo ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP",
+        ]
+    );
+}
+
+#[test]
+fn port_rules_parse_and_refuse_nonsense() {
+    let rule: PortRule = "22/tcp".parse().expect("valid");
+    assert_eq!((rule.port, rule.proto), (22, Transport::Tcp));
+    assert_eq!(rule.to_string(), "22/tcp");
+    for bad in [
+        "22",
+        "0/tcp",
+        "70000/tcp",
+        "22/icmp",
+        "ssh/tcp",
+        "/tcp",
+        "22/",
+    ] {
+        assert!(bad.parse::<PortRule>().is_err(), "{bad} should be refused");
+    }
 }

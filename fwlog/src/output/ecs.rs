@@ -1,0 +1,510 @@
+//! Elastic Common Schema lines (ECS 8.11): nested objects, never dotted keys, for Filebeat,
+//! Elastic Agent and anything that speaks ECS.
+//!
+//! How fwlog's fields map:
+//! - `event.kind` is `event` for verdicts and flows, `metric` for `lost`, `flows_evicted` and
+//!   `stats` (counts at a point in time); `event.category` is `["network"]`.
+//! - A verdict is `event.type: ["connection", "allowed"|"denied"]` with `event.action` the
+//!   chain's action (`accept`, `drop`, `reject`) and `event.outcome` `success` for accept,
+//!   `failure` for drop/reject (the attempt was made and did not get through, as ECS describes
+//!   a denied access). A flow is `["connection", "end"]` (plus allowed/denied when a chain saw
+//!   it) with `event.action: network_flow`, `event.reason` why it ended, `event.start`,
+//!   `event.end`, `event.duration` (ns), and no outcome: a flow ending is neither.
+//! - `network.direction` keeps `inbound`/`outbound`; fwlog's `forward` (neither end is this
+//!   machine) becomes ECS `external`, with `fwlog.direction: forward` kept beside it.
+//! - `network.transport` is the lower-case IANA name (`tcp`, `udp`, `icmp`, `ipv6-icmp`, …),
+//!   `network.iana_number` the number; `source`/`destination` are client/server as in the JSON
+//!   line, with `bytes`/`packets` each way for flows and `network.bytes`/`packets` the sums.
+//! - The interface: a verdict's input interface is `observer.ingress.interface.name`; a flow's
+//!   interface is `observer.egress` for outbound flows and `observer.ingress` otherwise.
+//! - `rule.name` is the chain; `process.*`, `user.id`/`user.name`, `container.id`,
+//!   `source.domain`/`destination.domain` (names learnt from DNS) and `network.community_id`
+//!   appear when known. What ECS has no field for goes under `fwlog.*`: `ct_state`, `len`,
+//!   `tcp_flags`, `icmp.type`/`icmp.code`, `icmp_error`, `fragment`, `malformed`,
+//!   `systemd_unit`, the counts of `lost`/`flows_evicted` lines and the `stats` counters.
+
+use std::{io::Write as _, net::IpAddr};
+
+use fwlog_common::{
+    event::{Action, CtState, VERDICT_HAS_SOCKET},
+    packet::{
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+        IP_VERSION_4, PKT_HAS_TCP_FLAGS,
+    },
+};
+
+use super::{
+    connection::{Connection, FlowCounts},
+    json::{tcp_flag_letters, FlowRecord, StatsRecord, VerdictRecord},
+    timestamp::TimestampFormatter,
+    writer::EventWriter,
+    Direction,
+};
+use crate::enrich::Extras;
+
+pub const ECS_VERSION: &str = "8.11.0";
+
+#[derive(Default)]
+pub struct EcsWriter {
+    timestamps: TimestampFormatter,
+}
+
+impl EcsWriter {
+    /// `{"@timestamp":…,"ecs":{"version":…},"event":{"kind":…` — the event object left open.
+    fn open<'o>(&mut self, out: &'o mut Vec<u8>, unix_ns: i128, kind: &str) -> Object<'o> {
+        out.extend_from_slice(b"{\"@timestamp\":\"");
+        self.timestamps.write(out, unix_ns);
+        out.push(b'"');
+        let mut object = Object { out };
+        object.open("ecs");
+        object.str("version", ECS_VERSION);
+        object.close();
+        object.open("event");
+        object.str("kind", kind);
+        object
+    }
+
+    /// A `metric` line: `event.action` and `fwlog.{event_type, count}`.
+    fn count_line(&mut self, out: &mut Vec<u8>, unix_ns: i128, event_type: &str, count: u64) {
+        let mut line = self.open(out, unix_ns, "metric");
+        line.event_end(event_type);
+        line.open("fwlog");
+        line.str("event_type", event_type);
+        line.uint("count", count);
+        line.close();
+        line.finish();
+    }
+}
+
+impl EventWriter for EcsWriter {
+    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
+        let event = record.event;
+        let action = Action::from_u8(event.action);
+        let connection = Connection::of_verdict(record);
+        let mut line = self.open(out, record.unix_ns, "event");
+        line.raw("category", "[\"network\"]");
+        line.raw(
+            "type",
+            match action {
+                Some(Action::Accept) => "[\"connection\",\"allowed\"]",
+                Some(Action::Drop | Action::Reject) => "[\"connection\",\"denied\"]",
+                None => "[\"connection\"]",
+            },
+        );
+        if let Some(action) = action {
+            line.str("action", action.as_str());
+            line.str(
+                "outcome",
+                if action == Action::Accept {
+                    "success"
+                } else {
+                    "failure"
+                },
+            );
+        }
+        line.event_end("verdict");
+        if let Some(action) = action {
+            line.open("rule");
+            line.str("name", action.chain());
+            line.close();
+        }
+        line.observer(record.in_iface.map(|name| ("ingress", name)));
+        line.network(connection.as_ref(), record.direction, record.extras, None);
+        line.endpoints(connection.as_ref(), record.extras, None);
+        let socket_uid = (event.flags & VERDICT_HAS_SOCKET != 0).then_some(event.uid);
+        line.process_and_user(record.extras, socket_uid);
+
+        line.open("fwlog");
+        if let Some(state) = CtState::from_u8(event.ct_state) {
+            line.str("ct_state", state.as_str());
+        }
+        line.uint("len", event.len.into());
+        if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
+            line.tcp_flags(event.packet.tcp_flags);
+        }
+        line.fwlog_common(connection.as_ref(), record.direction, record.extras);
+        line.close();
+        line.finish();
+    }
+
+    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
+        let stats = record.stats;
+        let action = Action::from_u8(stats.action);
+        let (connection, counts) = Connection::of_flow(record);
+        let mut line = self.open(out, record.end_unix_ns, "event");
+        line.raw("category", "[\"network\"]");
+        line.raw(
+            "type",
+            match action {
+                Some(Action::Accept) => "[\"connection\",\"end\",\"allowed\"]",
+                Some(Action::Drop | Action::Reject) => "[\"connection\",\"end\",\"denied\"]",
+                None => "[\"connection\",\"end\"]",
+            },
+        );
+        line.str("action", "network_flow");
+        line.str("reason", record.reason.as_str());
+        line.key("start");
+        line.out.push(b'"');
+        self.timestamps.write(line.out, record.start_unix_ns);
+        line.out.push(b'"');
+        line.key("end");
+        line.out.push(b'"');
+        self.timestamps.write(line.out, record.end_unix_ns);
+        line.out.push(b'"');
+        let nanos = (record.end_unix_ns - record.start_unix_ns).max(0);
+        line.uint("duration", u64::try_from(nanos).unwrap_or(u64::MAX));
+        line.event_end("flow");
+        if let Some(action) = action {
+            line.open("rule");
+            line.str("name", action.chain());
+            line.close();
+        }
+        let side = if record.direction == Direction::Outbound {
+            "egress"
+        } else {
+            "ingress"
+        };
+        line.observer(record.iface.map(|name| (side, name)));
+        line.network(
+            connection.as_ref(),
+            record.direction,
+            record.extras,
+            Some(&counts),
+        );
+        line.endpoints(connection.as_ref(), record.extras, Some(&counts));
+        line.process_and_user(record.extras, None);
+
+        line.open("fwlog");
+        if let Some(action) = action {
+            line.str("action", action.as_str());
+        }
+        if let Some(state) = CtState::from_u8(stats.ct_state) {
+            line.str("ct_state", state.as_str());
+        }
+        if record.key.proto == IPPROTO_TCP {
+            line.tcp_flags(stats.tcp_flags as u8);
+        }
+        if stats.icmp_error_type != 0 {
+            line.open("icmp_error");
+            line.uint("type", stats.icmp_error_type.into());
+            line.uint("code", stats.icmp_error_code.into());
+            line.close();
+        }
+        line.fwlog_common(connection.as_ref(), record.direction, record.extras);
+        line.close_or_drop_empty();
+        line.finish();
+    }
+
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        self.count_line(out, unix_ns, "lost", count);
+    }
+
+    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        self.count_line(out, unix_ns, "flows_evicted", count);
+    }
+
+    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
+        let mut line = self.open(out, unix_ns, "metric");
+        line.event_end("stats");
+        line.open("fwlog");
+        line.str("event_type", "stats");
+        line.open("stats");
+        line.uint("events", stats.events);
+        line.uint("flows", stats.flows);
+        line.uint("lost", stats.lost);
+        line.uint("flows_tracked", stats.flows_tracked);
+        line.uint("flows_evicted", stats.flows_evicted);
+        line.uint("malformed", stats.malformed);
+        line.close();
+        line.close();
+        line.finish();
+    }
+}
+
+/// A JSON object being written; keys are fwlog's own ASCII names and need no escaping.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl Object<'_> {
+    fn key(&mut self, key: &str) {
+        if self.out.last() != Some(&b'{') {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn open(&mut self, key: &str) {
+        self.key(key);
+        self.out.push(b'{');
+    }
+
+    fn close(&mut self) {
+        self.out.push(b'}');
+    }
+
+    /// Closes an object, or removes it (`,"key":{`) if nothing was written into it.
+    fn close_or_drop_empty(&mut self) {
+        if self.out.last() != Some(&b'{') {
+            return self.close();
+        }
+        // Back to the `,` before `"key":{` (keys never contain a comma).
+        if let Some(comma) = self.out.iter().rposition(|&b| b == b',') {
+            self.out.truncate(comma);
+        }
+    }
+
+    /// A value known to need no escaping (fwlog's own words).
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+    }
+
+    /// A value from outside (an interface, a process, a host name), escaped.
+    fn escaped(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_escaped(self.out, value);
+    }
+
+    fn uint(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// A number as a JSON string (ECS keeps ids such as `user.id` as keywords).
+    fn uint_string(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out.push(b'"');
+    }
+
+    fn raw(&mut self, key: &str, json: &str) {
+        self.key(key);
+        self.out.extend_from_slice(json.as_bytes());
+    }
+
+    fn ip(&mut self, key: &str, addr: IpAddr) {
+        self.key(key);
+        self.out.push(b'"');
+        let _ = write!(self.out, "{addr}");
+        self.out.push(b'"');
+    }
+
+    fn tcp_flags(&mut self, flags: u8) {
+        self.key("tcp_flags");
+        self.out.push(b'"');
+        self.out.extend(tcp_flag_letters(flags));
+        self.out.push(b'"');
+    }
+
+    /// `module` and `dataset`, then closes `event`.
+    fn event_end(&mut self, event_type: &str) {
+        self.str("module", "fwlog");
+        self.key("dataset");
+        let _ = write!(self.out, "\"fwlog.{event_type}\"");
+        self.close();
+    }
+
+    fn observer(&mut self, interface: Option<(&str, &str)>) {
+        self.open("observer");
+        self.str("product", "fwlog");
+        self.str("type", "firewall");
+        if let Some((side, name)) = interface {
+            self.open(side);
+            self.open("interface");
+            self.escaped("name", name);
+            self.close();
+            self.close();
+        }
+        self.close();
+    }
+
+    fn network(
+        &mut self,
+        connection: Option<&Connection>,
+        direction: Direction,
+        extras: &Extras,
+        counts: Option<&FlowCounts>,
+    ) {
+        self.open("network");
+        if let Some(c) = connection {
+            self.str(
+                "type",
+                if c.ip_version == IP_VERSION_4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                },
+            );
+            if let Some(transport) = iana_keyword(c.proto) {
+                self.str("transport", transport);
+            }
+            self.uint_string("iana_number", c.proto.into());
+        }
+        self.str(
+            "direction",
+            match direction {
+                Direction::Inbound => "inbound",
+                Direction::Outbound => "outbound",
+                Direction::Forward => "external",
+            },
+        );
+        if let Some(counts) = counts {
+            let bytes = counts.bytes_toserver.saturating_add(counts.bytes_toclient);
+            let packets = counts.pkts_toserver.saturating_add(counts.pkts_toclient);
+            self.uint("bytes", bytes);
+            self.uint("packets", packets);
+        }
+        if let Some(id) = &extras.community_id {
+            self.escaped("community_id", id);
+        }
+        self.close();
+    }
+
+    fn endpoints(
+        &mut self,
+        connection: Option<&Connection>,
+        extras: &Extras,
+        counts: Option<&FlowCounts>,
+    ) {
+        let Some(c) = connection else {
+            return;
+        };
+        let sides = [
+            ("source", c.src, c.ports.map(|p| p.0), &extras.src_host),
+            (
+                "destination",
+                c.dest,
+                c.ports.map(|p| p.1),
+                &extras.dest_host,
+            ),
+        ];
+        for (index, (key, address, port, host)) in sides.into_iter().enumerate() {
+            self.open(key);
+            self.ip("ip", address);
+            if let Some(port) = port {
+                self.uint("port", port.into());
+            }
+            if let Some(host) = host {
+                self.escaped("domain", host);
+            }
+            if let Some(counts) = counts {
+                let (bytes, packets) = if index == 0 {
+                    (counts.bytes_toserver, counts.pkts_toserver)
+                } else {
+                    (counts.bytes_toclient, counts.pkts_toclient)
+                };
+                self.uint("bytes", bytes);
+                self.uint("packets", packets);
+            }
+            self.close();
+        }
+    }
+
+    fn process_and_user(&mut self, extras: &Extras, socket_uid: Option<u32>) {
+        let process = extras.process.as_ref();
+        if let Some(process) = process {
+            self.open("process");
+            self.uint("pid", process.pid.into());
+            self.escaped("name", &process.comm);
+            if let Some(exe) = &process.exe {
+                self.escaped("executable", exe);
+            }
+            self.close();
+        }
+        let uid = process.map(|p| p.uid).or(socket_uid);
+        if let Some(uid) = uid {
+            self.open("user");
+            self.uint_string("id", uid.into());
+            if let Some(name) = process.and_then(|p| p.user.as_deref()) {
+                self.escaped("name", name);
+            }
+            self.close();
+        }
+        if let Some(container) = process.and_then(|p| p.container.as_deref()) {
+            self.open("container");
+            self.escaped("id", container);
+            self.close();
+        }
+    }
+
+    /// The `fwlog.*` fields verdicts and flows share.
+    fn fwlog_common(
+        &mut self,
+        connection: Option<&Connection>,
+        direction: Direction,
+        extras: &Extras,
+    ) {
+        match connection {
+            None => {
+                self.key("malformed");
+                self.out.extend_from_slice(b"true");
+            }
+            Some(c) => {
+                if let Some((icmp_type, code)) = c.icmp {
+                    self.open("icmp");
+                    self.uint("type", icmp_type.into());
+                    self.uint("code", code.into());
+                    self.close();
+                }
+                for (flag, key) in [(c.fragment, "fragment"), (c.malformed, "malformed")] {
+                    if flag {
+                        self.key(key);
+                        self.out.extend_from_slice(b"true");
+                    }
+                }
+            }
+        }
+        if direction == Direction::Forward {
+            self.str("direction", "forward");
+        }
+        if let Some(unit) = extras.process.as_ref().and_then(|p| p.unit.as_deref()) {
+            self.escaped("systemd_unit", unit);
+        }
+    }
+
+    fn finish(self) {
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+/// ECS `network.transport`: the lower-case IANA protocol keyword.
+fn iana_keyword(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_ICMP => "icmp",
+        IPPROTO_ICMPV6 => "ipv6-icmp",
+        IPPROTO_SCTP => "sctp",
+        IPPROTO_UDPLITE => "udplite",
+        _ => return None,
+    })
+}
+
+fn write_escaped(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    for c in value.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut utf8 = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests;

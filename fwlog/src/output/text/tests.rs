@@ -1,0 +1,104 @@
+//! Golden lines of the text format (UTC, so they do not depend on the machine's time zone).
+
+use jiff::tz::TimeZone;
+
+use super::*;
+use crate::output::test_records::{
+    curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, T,
+};
+
+fn writer(colour: bool) -> TextWriter {
+    TextWriter::with_time_zone(colour, TimeZone::UTC)
+}
+
+fn text(write: impl FnOnce(&mut TextWriter, &mut Vec<u8>), colour: bool) -> String {
+    let mut out = Vec::new();
+    write(&mut writer(colour), &mut out);
+    String::from_utf8(out).expect("UTF-8")
+}
+
+#[test]
+fn verdict_line() {
+    let event = inbound_tcp_syn();
+    let extras = Extras::default();
+    let line = text(
+        |w, out| w.verdict(out, &inbound_verdict(&event, &extras)),
+        false,
+    );
+    assert_eq!(
+        line,
+        "07:09:10.123 drop   ↓ tcp         203.0.113.7:51234 → 192.0.2.10:22         wlan0    len=60 flags=S\n"
+    );
+}
+
+#[test]
+fn flow_line_with_process_and_host() {
+    let (key, stats) = outbound_tcp_flow();
+    let extras = curl_extras();
+    let line = text(
+        |w, out| w.flow(out, &outbound_flow(&key, &stats, &extras)),
+        false,
+    );
+    assert_eq!(
+        line,
+        "07:09:22.626 flow   ↑ tcp          192.0.2.10:40122 → 198.51.100.4:443      wlan0    \
+         fin 12.503s pkts=14/18 bytes=2210/19876 accept flags=SAFP curl[1234] user=alice dest_host=example.com\n"
+    );
+}
+
+#[test]
+fn colour_only_when_asked() {
+    let event = inbound_tcp_syn();
+    let extras = Extras::default();
+    let plain = text(
+        |w, out| w.verdict(out, &inbound_verdict(&event, &extras)),
+        false,
+    );
+    let coloured = text(
+        |w, out| w.verdict(out, &inbound_verdict(&event, &extras)),
+        true,
+    );
+    assert!(!plain.contains('\x1b'));
+    assert!(
+        coloured.starts_with("07:09:10.123 \x1b[31mdrop\x1b[0m   ↓ tcp"),
+        "{coloured}"
+    );
+    assert_eq!(
+        coloured.replace("\x1b[31m", "").replace("\x1b[0m", ""),
+        plain
+    );
+}
+
+#[test]
+fn counters_and_names_from_outside() {
+    let lost = text(|w, out| w.lost(out, T, 12), false);
+    assert_eq!(
+        lost,
+        "07:09:10.123 LOST   12 events the kernel could not queue\n"
+    );
+    let evicted = text(|w, out| w.flows_evicted(out, T, 3), false);
+    assert_eq!(
+        evicted,
+        "07:09:10.123 EVICT  3 flows dropped by the full kernel flow table\n"
+    );
+    let stats = StatsRecord {
+        events: 5,
+        flows: 2,
+        lost: 1,
+        flows_tracked: 7,
+        flows_evicted: 0,
+        malformed: 0,
+    };
+    let line = text(|w, out| w.stats(out, T, &stats), false);
+    assert_eq!(
+        line,
+        "07:09:10.123 stats  events=5 flows=2 lost=1 flows_tracked=7 flows_evicted=0 malformed=0\n"
+    );
+
+    let event = inbound_tcp_syn();
+    let extras = Extras::default();
+    let mut record = inbound_verdict(&event, &extras);
+    record.in_iface = Some("evil\x1b[2J");
+    let line = text(|w, out| w.verdict(out, &record), false);
+    assert!(line.contains(" evil?[2J "), "{line}");
+}

@@ -1,0 +1,145 @@
+//! One interface for every line format `watch` prints (`--format json|text|ecs`), so the
+//! collector calls the same five methods whichever was chosen.
+
+use std::ffi::OsStr;
+
+use super::{
+    ecs::EcsWriter,
+    json::{FlowRecord, JsonWriter, StatsRecord, VerdictRecord},
+    text::TextWriter,
+};
+use crate::args::{ColourChoice, OutputFormat};
+
+/// Appends one line (or nothing) per call to `out`; the caller writes `out` once per batch.
+pub trait EventWriter {
+    /// A new connection attempt met a `LOG_AND_*` chain.
+    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord);
+    /// A flow ended.
+    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord);
+    /// `count` events the kernel could not queue.
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
+    /// `count` flows the kernel's full table dropped before they ended.
+    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
+    /// The counters so far.
+    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord);
+}
+
+impl EventWriter for JsonWriter {
+    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
+        JsonWriter::verdict(self, out, record);
+    }
+
+    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
+        JsonWriter::flow(self, out, record);
+    }
+
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        JsonWriter::lost(self, out, unix_ns, count);
+    }
+
+    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        JsonWriter::flows_evicted(self, out, unix_ns, count);
+    }
+
+    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
+        JsonWriter::stats(self, out, unix_ns, stats);
+    }
+}
+
+/// The writer `--format` chose; a plain enum, so the collector's hot path has no dynamic call.
+pub enum FormatWriter {
+    Json(JsonWriter),
+    Text(TextWriter),
+    Ecs(EcsWriter),
+}
+
+impl FormatWriter {
+    /// `colour` only affects `text` (see [`colour_wanted`]).
+    pub fn new(format: OutputFormat, colour: bool) -> Self {
+        match format {
+            OutputFormat::Json => FormatWriter::Json(JsonWriter::default()),
+            OutputFormat::Text => FormatWriter::Text(TextWriter::new(colour)),
+            OutputFormat::Ecs => FormatWriter::Ecs(EcsWriter::default()),
+        }
+    }
+}
+
+/// The same call on whichever writer it is (a `match`, not a virtual call).
+macro_rules! on_each_writer {
+    ($writer_enum:expr, $writer:ident => $call:expr) => {
+        match $writer_enum {
+            FormatWriter::Json($writer) => $call,
+            FormatWriter::Text($writer) => $call,
+            FormatWriter::Ecs($writer) => $call,
+        }
+    };
+}
+
+impl EventWriter for FormatWriter {
+    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
+        on_each_writer!(self, writer => EventWriter::verdict(writer, out, record));
+    }
+
+    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
+        on_each_writer!(self, writer => EventWriter::flow(writer, out, record));
+    }
+
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        on_each_writer!(self, writer => EventWriter::lost(writer, out, unix_ns, count));
+    }
+
+    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        on_each_writer!(self, writer => EventWriter::flows_evicted(writer, out, unix_ns, count));
+    }
+
+    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
+        on_each_writer!(self, writer => EventWriter::stats(writer, out, unix_ns, stats));
+    }
+}
+
+/// Whether `--color` means colour: `auto` colours a terminal unless `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>); `always`/`never` override both.
+///
+/// The caller passes `std::io::stdout().is_terminal()` and `std::env::var_os("NO_COLOR")`.
+pub fn colour_wanted(
+    choice: ColourChoice,
+    stdout_is_terminal: bool,
+    no_color: Option<&OsStr>,
+) -> bool {
+    match choice {
+        ColourChoice::Always => true,
+        ColourChoice::Never => false,
+        ColourChoice::Auto => stdout_is_terminal && no_color.is_none_or(OsStr::is_empty),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_follows_the_flag_then_the_terminal_and_no_color() {
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(colour_wanted(ColourChoice::Auto, true, None));
+        assert!(colour_wanted(ColourChoice::Auto, true, empty));
+        assert!(!colour_wanted(ColourChoice::Auto, true, set));
+        assert!(!colour_wanted(ColourChoice::Auto, false, None));
+        assert!(colour_wanted(ColourChoice::Always, false, set));
+        assert!(!colour_wanted(ColourChoice::Never, true, None));
+    }
+
+    #[test]
+    fn every_format_writes_through_the_trait() {
+        for format in [OutputFormat::Json, OutputFormat::Text, OutputFormat::Ecs] {
+            let mut writer = FormatWriter::new(format, false);
+            let mut out = Vec::new();
+            writer.lost(&mut out, 1_000_000_000, 12);
+            let line = String::from_utf8(out).expect("UTF-8");
+            assert!(
+                line.ends_with('\n') && line.contains("12"),
+                "{format:?}: {line}"
+            );
+        }
+    }
+}
