@@ -32,6 +32,22 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print fwlog's man page (roff) to stdout, or write one page per command with `--out DIR`.
     Man(ManArgs),
+    /// Check the configuration file and print the configuration in effect.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report the first error as FILE:LINE:COLUMN, or print the configuration with the
+    /// defaults filled in.
+    Check {
+        /// Configuration file (default: /etc/fwlog/fwlog.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 /// What decides the rules.
@@ -44,15 +60,15 @@ pub struct RuleArgs {
     /// Also keep the article's kernel log lines (`-j LOG --log-prefix '[FW-A]:' --log-level 7`).
     #[arg(long)]
     pub kernel_log: bool,
-    /// Prefix of the kernel log lines: `[PREFIX-A]:`, `[PREFIX-D]:`, `[PREFIX-R]:`.
-    #[arg(long, default_value = "FW", value_parser = parse_prefix)]
-    pub prefix: String,
-    /// What happens to new inbound connections on IFACE (logged either way).
-    #[arg(long, value_enum, default_value_t = Policy::Drop)]
-    pub inbound: Policy,
-    /// What happens to new outbound connections (logged either way).
-    #[arg(long, value_enum, default_value_t = Policy::Accept)]
-    pub outbound: Policy,
+    /// Prefix of the kernel log lines: `[PREFIX-A]:`, `[PREFIX-D]:`, `[PREFIX-R]:` (default FW).
+    #[arg(long, value_parser = parse_prefix)]
+    pub prefix: Option<String>,
+    /// What happens to new inbound connections on IFACE, logged either way (default drop).
+    #[arg(long, value_enum)]
+    pub inbound: Option<Policy>,
+    /// What happens to new outbound connections, logged either way (default accept).
+    #[arg(long, value_enum)]
+    pub outbound: Option<Policy>,
     /// Log and accept new inbound connections to this port before the inbound policy
     /// (PORT/tcp, PORT/udp or PORT/sctp; repeatable).
     #[arg(long, value_name = "PORT/PROTO")]
@@ -61,10 +77,14 @@ pub struct RuleArgs {
     /// server.
     #[arg(long)]
     pub force: bool,
+    /// Configuration file (default: /etc/fwlog/fwlog.toml when it exists); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// `--inbound` and `--outbound`: the `LOG_AND_*` chain new connections jump to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     Accept,
     Drop,
@@ -72,6 +92,10 @@ pub enum Policy {
 }
 
 impl Policy {
+    pub const fn as_str(self) -> &'static str {
+        self.action().as_str()
+    }
+
     pub const fn action(self) -> fwlog_common::event::Action {
         match self {
             Policy::Accept => fwlog_common::event::Action::Accept,
@@ -88,18 +112,20 @@ pub struct WatchArgs {
     /// Install no rules: only load and pin the programs, and print the rules to add by hand.
     #[arg(long)]
     pub no_rules: bool,
-    /// Size of the kernel-to-collector ring buffer: a power of two, at least 4K (K, M, G accepted).
-    #[arg(long, default_value = "4M", value_parser = parse_ring_size)]
-    pub ring_size: u32,
+    /// Size of the kernel-to-collector ring buffer: a power of two, 4K to 1G (K, M, G accepted;
+    /// default 4M).
+    #[arg(long, value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
     /// What to print: `verdict` (new connection attempts), `flow` (how each flow ended).
     #[arg(long, value_delimiter = ',', default_value = "verdict,flow")]
     pub events: Vec<EventKind>,
-    /// Seconds without a packet after which a flow (UDP, ICMP, half-open TCP) is reported idle.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout: u64,
-    /// Flows the kernel's flow table holds (about 200 bytes of kernel memory each).
-    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(16..=16_777_216))]
-    pub flow_table_size: u32,
+    /// Seconds without a packet after which a flow (UDP, ICMP, half-open TCP) is reported idle
+    /// (default 60).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: Option<u64>,
+    /// Flows the kernel's flow table holds, about 224 bytes of kernel memory each (default 65536).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=16_777_216))]
+    pub flow_table_size: Option<u32>,
     /// Print a `stats` line every N seconds (0: never).
     #[arg(long, default_value_t = 0)]
     pub stats: u64,
@@ -113,6 +139,19 @@ pub struct WatchArgs {
     pub format: FormatArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Append the lines to FILE instead of stdout; SIGHUP reopens it (logrotate).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Rotate the output file before it would pass N bytes (K, M, G accepted).
+    #[arg(long, value_name = "N", value_parser = crate::config::values::parse_size)]
+    pub rotate_size: Option<u64>,
+    /// Rotated output files kept: FILE.1 … FILE.K (default 5).
+    #[arg(long, value_name = "K")]
+    pub rotate_keep: Option<u32>,
+    /// Also send every line to the system log (/dev/log, daemon.info), with the article's
+    /// `[FW-D]:` style prefix.
+    #[arg(long)]
+    pub syslog: bool,
 }
 
 /// The kinds of lines `--events` selects.
@@ -183,11 +222,22 @@ pub struct FormatArgs {
 }
 
 /// `--format` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Json,
     Text,
     Ecs,
+}
+
+impl OutputFormat {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Json => "json",
+            OutputFormat::Text => "text",
+            OutputFormat::Ecs => "ecs",
+        }
+    }
 }
 
 /// `--color` values.

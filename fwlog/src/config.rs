@@ -5,10 +5,9 @@
 //! `PATH:LINE:COLUMN: reason`, pointing at the offending value.
 
 use std::{
-    fmt, io,
+    io,
     ops::Range,
     path::{Path, PathBuf},
-    str::FromStr,
 };
 
 use serde::Deserialize;
@@ -86,115 +85,11 @@ pub struct MapsSection {
     pub idle_timeout: Option<u64>,
 }
 
-/// What a `LOG_AND_*` chain does after logging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    Drop,
-    Reject,
-    Accept,
-}
-
-impl Policy {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Policy::Drop => "drop",
-            Policy::Reject => "reject",
-            Policy::Accept => "accept",
-        }
-    }
-}
-
-/// The line format of `[output] format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LineFormat {
-    Json,
-    Text,
-    Ecs,
-}
-
-impl LineFormat {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LineFormat::Json => "json",
-            LineFormat::Text => "text",
-            LineFormat::Ecs => "ecs",
-        }
-    }
-}
-
-/// The transport of an `allow_in` rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-impl Transport {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
-    }
-}
-
-/// One `allow_in` entry, `"22/tcp"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRule {
-    pub port: u16,
-    pub proto: Transport,
-}
-
-/// Why a `PORT/PROTO` text is not a [`PortRule`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PortRuleError {
-    #[error("{rule:?} is not PORT/PROTO, e.g. \"22/tcp\" or \"51820/udp\"")]
-    Shape { rule: String },
-    #[error("port {port:?} in {rule:?} is not a number from 1 to 65535")]
-    Port { rule: String, port: String },
-    #[error("protocol {proto:?} in {rule:?} is not tcp or udp")]
-    Proto { rule: String, proto: String },
-}
-
-impl FromStr for PortRule {
-    type Err = PortRuleError;
-
-    fn from_str(rule: &str) -> Result<Self, Self::Err> {
-        let Some((port, proto)) = rule.split_once('/') else {
-            return Err(PortRuleError::Shape {
-                rule: rule.to_string(),
-            });
-        };
-        let port = match port.parse::<u16>() {
-            Ok(number) if number != 0 && !port.starts_with('+') => number,
-            _ => {
-                return Err(PortRuleError::Port {
-                    rule: rule.to_string(),
-                    port: port.to_string(),
-                })
-            }
-        };
-        let proto = match proto.to_ascii_lowercase().as_str() {
-            "tcp" => Transport::Tcp,
-            "udp" => Transport::Udp,
-            _ => {
-                return Err(PortRuleError::Proto {
-                    rule: rule.to_string(),
-                    proto: proto.to_string(),
-                })
-            }
-        };
-        Ok(PortRule { port, proto })
-    }
-}
-
-impl fmt::Display for PortRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.port, self.proto.as_str())
-    }
-}
+// One definition each, shared with the command line and the rule plan.
+pub use crate::{
+    args::{OutputFormat as LineFormat, Policy},
+    firewall::plan::PortRule,
+};
 
 /// Why there is no configuration.
 #[derive(Debug, thiserror::Error)]
@@ -313,9 +208,7 @@ impl RawConfig {
                     .into_iter()
                     .map(|rule| {
                         let span = rule.span();
-                        rule.get_ref()
-                            .parse()
-                            .map_err(|e: PortRuleError| (span, e.to_string()))
+                        rule.get_ref().parse().map_err(|e: String| (span, e))
                     })
                     .collect::<Result<Vec<_>, _>>()
             })

@@ -4,7 +4,6 @@ mod args;
 mod clock;
 mod cmd;
 mod collector;
-#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
 mod config;
 mod direction;
 mod enrich;
@@ -17,6 +16,7 @@ mod loader;
 mod netns;
 mod output;
 mod preflight;
+mod settings;
 mod ssh_guard;
 mod summary;
 

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod completions;
+pub mod config;
 pub mod man;
 pub mod rules;
 pub mod summary;
@@ -10,9 +11,10 @@ pub mod watch;
 use anyhow::Result;
 
 use crate::{
-    args::{Command, RuleArgs},
+    args::{Command, ConfigCommand},
     firewall::plan::RuleOptions,
     netns::NetNs,
+    settings::RuleSettings,
 };
 
 pub fn run(command: Command) -> Result<()> {
@@ -23,17 +25,20 @@ pub fn run(command: Command) -> Result<()> {
         Command::Summary(args) => summary::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config::check(config.as_deref()),
     }
 }
 
 /// The rule options for resolved interfaces in this namespace.
-fn rule_options(args: &RuleArgs, interfaces: Vec<String>, netns: NetNs) -> RuleOptions {
+fn rule_options(settings: &RuleSettings, interfaces: Vec<String>, netns: NetNs) -> RuleOptions {
     RuleOptions {
         interfaces,
         pin_dir: netns.pin_dir(),
-        kernel_log_prefix: args.kernel_log.then(|| args.prefix.clone()),
-        inbound: args.inbound.action(),
-        outbound: args.outbound.action(),
-        allow_in: args.allow_in.clone(),
+        kernel_log_prefix: settings.kernel_log.then(|| settings.prefix.clone()),
+        inbound: settings.inbound.action(),
+        outbound: settings.outbound.action(),
+        allow_in: settings.allow_in.clone(),
     }
 }

@@ -9,12 +9,14 @@ use crate::{
     firewall::{iptables, plan::install_script, Family},
     interfaces,
     netns::NetNs,
+    settings,
 };
 
 pub fn run(args: RuleArgs) -> Result<()> {
-    let interfaces = interfaces::resolve(&args.interfaces)?;
+    let settings = settings::rule_settings(&args, &settings::load_config(&args)?);
+    let interfaces = interfaces::resolve(&settings.interfaces)?;
     let netns = NetNs::current()?;
-    let options = super::rule_options(&args, interfaces, netns);
+    let options = super::rule_options(&settings, interfaces, netns);
     let root = nix::unistd::geteuid().is_root();
     if !root {
         eprintln!(

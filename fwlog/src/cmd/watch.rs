@@ -1,6 +1,14 @@
 //! `fwlog watch`: install for the session, stream events, remove on exit.
 
-use std::{future::Future, io::IsTerminal as _, time::Duration};
+use std::{
+    future::Future,
+    io::{IsTerminal as _, Write},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, PerCpuArray, RingBuf};
@@ -17,13 +25,21 @@ use crate::{
     interfaces,
     loader::{self, LoadOptions},
     netns::{InstanceLock, NetNs},
-    output::writer::{colour_wanted, FormatWriter},
-    preflight, ssh_guard,
+    output::{
+        rotating_file::RotatingFile,
+        syslog::SyslogSink,
+        tee::Tee,
+        writer::{colour_wanted, FormatWriter},
+    },
+    preflight,
+    settings::{self, WatchSettings},
+    ssh_guard,
 };
 
 pub fn run(args: WatchArgs) -> Result<()> {
+    let settings = settings::watch_settings(&args, &settings::load_config(&args.rules)?);
     preflight::require_root("watch")?;
-    let interfaces = interfaces::resolve(&args.rules.interfaces)?;
+    let interfaces = interfaces::resolve(&settings.rules.interfaces)?;
     preflight::require_kernel()?;
     preflight::require_bpffs()?;
     if !args.no_rules {
@@ -35,18 +51,33 @@ pub fn run(args: WatchArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(watch(args, interfaces, netns))
+    runtime.block_on(watch(args, settings, interfaces, netns))
 }
 
-async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result<()> {
-    // Signals are caught from here on, so Ctrl-C during set-up still cleans up.
-    let shutdown = shutdown_signal()?;
+async fn watch(
+    args: WatchArgs,
+    settings: WatchSettings,
+    interfaces: Vec<String>,
+    netns: NetNs,
+) -> Result<()> {
+    // Signals are caught from here on, so Ctrl-C during set-up still cleans up. With an output
+    // file, SIGHUP means "reopen it" (logrotate), not "stop".
+    let (out, reopen) = open_output(&settings)?;
+    let shutdown = shutdown_signal(reopen.is_none())?;
+    if let Some(reopen) = reopen {
+        let mut hangup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reopen.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     remove_leftovers(netns, !args.no_rules)?;
 
     let track_flows = args.events.contains(&EventKind::Flow);
     let mut ebpf = loader::load(&LoadOptions {
-        ring_bytes: args.ring_size,
-        flow_table: track_flows.then_some(args.flow_table_size),
+        ring_bytes: settings.ring_size,
+        flow_table: track_flows.then_some(settings.flow_table_size),
         dns: !args.no_names,
         processes: !args.no_process,
     })?;
@@ -69,7 +100,7 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     };
     let mut installation = Installation::new(netns);
     installation.pin(&mut ebpf)?;
-    let options = super::rule_options(&args.rules, interfaces, netns);
+    let options = super::rule_options(&settings.rules, interfaces, netns);
     let attachments = if track_flows {
         Some(loader::attach_flow_programs(
             &mut ebpf,
@@ -108,17 +139,19 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
     let flows = if track_flows {
         let map = HashMap::try_from(ebpf.take_map(FLOWS_MAP).context("no FLOWS map")?)
             .context("opening the FLOWS map")?;
-        let idle = Duration::from_secs(args.idle_timeout);
-        Some(FlowTable::new(map, args.flow_table_size, idle))
+        let idle = Duration::from_secs(settings.idle_timeout);
+        Some(FlowTable::new(map, settings.flow_table_size, idle))
     } else {
         None
     };
     let stdout_is_terminal = std::io::stdout().is_terminal();
-    let format = args.format.format.unwrap_or(if stdout_is_terminal {
-        OutputFormat::Text
-    } else {
-        OutputFormat::Json
-    });
+    let format = settings
+        .format
+        .unwrap_or(if stdout_is_terminal && settings.output.is_none() {
+            OutputFormat::Text
+        } else {
+            OutputFormat::Json
+        });
     let colour = colour_wanted(
         args.format.color,
         stdout_is_terminal,
@@ -131,8 +164,7 @@ async fn watch(args: WatchArgs, interfaces: Vec<String>, netns: NetNs) -> Result
         flows,
         stats_every: (args.stats > 0).then(|| Duration::from_secs(args.stats)),
     };
-    let mut collector =
-        Collector::new(ring, counters, logger, collector_options, std::io::stdout())?;
+    let mut collector = Collector::new(ring, counters, logger, collector_options, out)?;
     eprintln!(
         "fwlog: watching {} (inbound NEW/RELATED dropped, outbound logged); Ctrl-C stops and \
          removes the rules",
@@ -171,16 +203,48 @@ fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT, SIGTERM or SIGHUP.
-fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+/// Completes on SIGINT, SIGTERM, and SIGHUP when `hangup_stops`.
+fn shutdown_signal(hangup_stops: bool) -> Result<impl Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
+    let mut hangup = if hangup_stops {
+        Some(signal(SignalKind::hangup()).context("catching SIGHUP")?)
+    } else {
+        None
+    };
     Ok(async move {
+        let hangup = async {
+            match &mut hangup {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
-            _ = hangup.recv() => {}
+            _ = hangup => {}
         }
     })
+}
+
+/// The collector's sink, and the flag that makes a rotating file reopen itself.
+type Output = (Box<dyn Write>, Option<Arc<AtomicBool>>);
+
+/// Where the lines go: stdout, or a rotating file (whose reopen flag SIGHUP sets), and the
+/// system log too with `--syslog`.
+fn open_output(settings: &WatchSettings) -> Result<Output> {
+    let (primary, reopen): (Box<dyn Write>, _) = match &settings.output {
+        Some(path) => {
+            let file = RotatingFile::open(path, settings.rotate_size, settings.rotate_keep)
+                .with_context(|| format!("opening the output file {}", path.display()))?;
+            let reopen = file.reopen_flag();
+            (Box::new(file), Some(reopen))
+        }
+        None => (Box::new(std::io::stdout()), None),
+    };
+    if !settings.syslog {
+        return Ok((primary, reopen));
+    }
+    let syslog = SyslogSink::connect(&settings.rules.prefix).context("--syslog")?;
+    Ok((Box::new(Tee(primary, syslog)), reopen))
 }

@@ -72,12 +72,12 @@ impl std::str::FromStr for PortRule {
         let (port, proto) = text
             .split_once('/')
             .ok_or_else(|| format!("{text:?} is not PORT/PROTO, e.g. 22/tcp"))?;
-        let port = port
-            .parse::<u16>()
-            .ok()
+        let port = Some(port)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
             .filter(|&p| p != 0)
             .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
-        let proto = match proto {
+        let proto = match proto.to_ascii_lowercase().as_str() {
             "tcp" => Transport::Tcp,
             "udp" => Transport::Udp,
             "sctp" => Transport::Sctp,

@@ -3,10 +3,9 @@
 pub mod connection;
 pub mod ecs;
 pub mod json;
-#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
 pub mod rotating_file;
-#[cfg_attr(not(test), expect(dead_code, reason = "wired by cmd/watch.rs next"))]
 pub mod syslog;
+pub mod tee;
 #[cfg(test)]
 pub mod test_records;
 pub mod text;

@@ -39,6 +39,22 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // Part of `bytes` may be in the file (a full disk): count what is really there.
+                if let Ok(metadata) = self.file.metadata() {
+                    self.len = metadata.len();
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Opens `path` for appending, creating it (mode 0640) and its parent directories (0750).
     pub fn open(path: impl Into<PathBuf>, max_bytes: Option<u64>, keep: u32) -> io::Result<Self> {
         let path = path.into();
@@ -54,6 +70,7 @@ impl RotatingFile {
     }
 
     /// The path lines are written to.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -109,25 +126,39 @@ impl Write for RotatingFile {
         if self.reopen_requested.swap(false, Ordering::Relaxed) {
             self.reopen()?;
         }
-        let crosses_limit = self
-            .max_bytes
-            .is_some_and(|max| self.len.saturating_add(buf.len() as u64) > max);
-        if crosses_limit && self.len > 0 {
-            self.rotate()?;
-        }
-        match self.file.write_all(buf) {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                Ok(buf.len())
+        // A batch of lines is split at line ends so that no file passes the limit; a single
+        // line longer than the limit goes whole into a fresh file.
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = self
+                .max_bytes
+                .map_or(u64::MAX, |max| max.saturating_sub(self.len));
+            if rest.len() as u64 <= room {
+                self.append(rest)?;
+                break;
             }
-            Err(error) => {
-                // Part of `buf` may be in the file (a full disk): count what is really there.
-                if let Ok(metadata) = self.file.metadata() {
-                    self.len = metadata.len();
+            let fitting = rest[..room as usize].iter().rposition(|&b| b == b'\n');
+            match fitting {
+                Some(end) => {
+                    self.append(&rest[..=end])?;
+                    rest = &rest[end + 1..];
+                    self.rotate()?;
                 }
-                Err(error)
+                None if self.len > 0 => self.rotate()?,
+                None => {
+                    let end = rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |e| e + 1);
+                    self.append(&rest[..end])?;
+                    rest = &rest[end..];
+                    if !rest.is_empty() {
+                        self.rotate()?;
+                    }
+                }
             }
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -302,6 +333,18 @@ mod tests {
         assert_eq!(read(&path), "after\n");
         assert_eq!(read(&dir.0.join("fwlog.jsonl.1")), big);
         assert_eq!(read(&dir.0.join("fwlog.jsonl.2")), "small line\n");
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_split_at_line_ends_to_respect_the_limit() {
+        let dir = TempDir::new();
+        let path = dir.0.join("fwlog.jsonl");
+        let mut out = RotatingFile::open(&path, Some(25), 9).expect("open");
+        // One write of four 10-byte lines: 20 fit in a 25-byte file, then 20 in the next.
+        out.write_all(b"line 0001\nline 0002\nline 0003\nline 0004\n")
+            .expect("write");
+        assert_eq!(read(&dir.0.join("fwlog.jsonl.1")), "line 0001\nline 0002\n");
+        assert_eq!(read(&path), "line 0003\nline 0004\n");
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! What a command runs with: flags over the configuration file over the built-in defaults.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::{
+    args::{OutputFormat, Policy, RuleArgs, WatchArgs},
+    config::{self, Config},
+    firewall::plan::PortRule,
+};
+
+/// Everything that decides the rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSettings {
+    /// The interfaces asked for (flags, else the file); empty: the default route's.
+    pub interfaces: Vec<String>,
+    pub kernel_log: bool,
+    pub prefix: String,
+    pub inbound: Policy,
+    pub outbound: Policy,
+    pub allow_in: Vec<PortRule>,
+}
+
+/// Everything `watch` needs besides the rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchSettings {
+    pub rules: RuleSettings,
+    pub ring_size: u32,
+    pub flow_table_size: u32,
+    pub idle_timeout: u64,
+    /// `None`: text on a terminal, JSON otherwise.
+    pub format: Option<OutputFormat>,
+    pub output: Option<PathBuf>,
+    pub rotate_size: Option<u64>,
+    pub rotate_keep: u32,
+    pub syslog: bool,
+}
+
+/// The configuration file `--config` names, else the default one when it exists.
+pub fn load_config(args: &RuleArgs) -> Result<Config> {
+    Ok(config::load_or_empty(args.config.as_deref())?)
+}
+
+pub fn rule_settings(args: &RuleArgs, file: &Config) -> RuleSettings {
+    RuleSettings {
+        interfaces: if args.interfaces.is_empty() {
+            file.interfaces.clone().unwrap_or_default()
+        } else {
+            args.interfaces.clone()
+        },
+        kernel_log: args.kernel_log || file.kernel_log.unwrap_or(false),
+        prefix: args
+            .prefix
+            .clone()
+            .or_else(|| file.prefix.clone())
+            .unwrap_or_else(|| config::DEFAULT_PREFIX.to_string()),
+        inbound: args
+            .inbound
+            .or(file.inbound)
+            .unwrap_or(config::DEFAULT_INBOUND),
+        outbound: args
+            .outbound
+            .or(file.outbound)
+            .unwrap_or(config::DEFAULT_OUTBOUND),
+        allow_in: if args.allow_in.is_empty() {
+            file.allow_in.clone().unwrap_or_default()
+        } else {
+            args.allow_in.clone()
+        },
+    }
+}
+
+pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
+    let maps = &file.maps;
+    let output = &file.output;
+    WatchSettings {
+        rules: rule_settings(&args.rules, file),
+        ring_size: args
+            .ring_size
+            .or(maps.ring_size)
+            .unwrap_or(config::DEFAULT_RING_SIZE),
+        flow_table_size: args
+            .flow_table_size
+            .or(maps.flow_table_size)
+            .unwrap_or(config::DEFAULT_FLOW_TABLE_SIZE),
+        idle_timeout: args
+            .idle_timeout
+            .or(maps.idle_timeout)
+            .unwrap_or(config::DEFAULT_IDLE_TIMEOUT),
+        format: args.format.format.or(output.format),
+        output: args.output.clone().or_else(|| output.file.clone()),
+        rotate_size: args.rotate_size.or(output.rotate_size),
+        rotate_keep: args
+            .rotate_keep
+            .or(output.rotate_keep)
+            .unwrap_or(config::DEFAULT_ROTATE_KEEP),
+        syslog: args.syslog || output.syslog.unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn watch_args(argv: &[&str]) -> WatchArgs {
+        let mut all = vec!["fwlog", "watch"];
+        all.extend(argv);
+        match Cli::parse_from(all).command {
+            Command::Watch(args) => args,
+            other => panic!("not watch: {other:?}"),
+        }
+    }
+
+    const FILE: &str = r#"
+interfaces = ["eth1"]
+inbound = "reject"
+allow_in = ["22/tcp"]
+[output]
+file = "/var/log/fwlog/fwlog.jsonl"
+rotate_keep = 3
+[maps]
+ring_size = "16M"
+idle_timeout = 30
+"#;
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let settings = watch_settings(&watch_args(&[]), &Config::default());
+        assert_eq!(settings.rules.inbound, Policy::Drop);
+        assert_eq!(settings.rules.outbound, Policy::Accept);
+        assert_eq!(settings.rules.prefix, "FW");
+        assert!(settings.rules.interfaces.is_empty());
+        assert_eq!(
+            (
+                settings.ring_size,
+                settings.flow_table_size,
+                settings.idle_timeout
+            ),
+            (4 << 20, 65_536, 60)
+        );
+        assert_eq!(
+            (settings.output, settings.rotate_keep, settings.syslog),
+            (None, 5, false)
+        );
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_open() {
+        let file = config::parse(FILE, Path::new("test.toml")).expect("valid file");
+        let settings = watch_settings(&watch_args(&[]), &file);
+        assert_eq!(settings.rules.interfaces, ["eth1"]);
+        assert_eq!(settings.rules.inbound, Policy::Reject);
+        assert_eq!(settings.rules.allow_in, ["22/tcp".parse().expect("rule")]);
+        assert_eq!(settings.ring_size, 16 << 20);
+        assert_eq!(settings.idle_timeout, 30);
+        assert_eq!(
+            settings.output.as_deref(),
+            Some(Path::new("/var/log/fwlog/fwlog.jsonl"))
+        );
+        assert_eq!(settings.rotate_keep, 3);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = config::parse(FILE, Path::new("test.toml")).expect("valid file");
+        let args = watch_args(&[
+            "wlan0",
+            "--inbound",
+            "drop",
+            "--allow-in",
+            "443/tcp",
+            "--ring-size",
+            "1M",
+            "--idle-timeout",
+            "5",
+            "--output",
+            "/tmp/x.jsonl",
+            "--rotate-keep",
+            "9",
+        ]);
+        let settings = watch_settings(&args, &file);
+        assert_eq!(settings.rules.interfaces, ["wlan0"]);
+        assert_eq!(settings.rules.inbound, Policy::Drop);
+        assert_eq!(settings.rules.allow_in, ["443/tcp".parse().expect("rule")]);
+        assert_eq!(
+            (
+                settings.ring_size,
+                settings.idle_timeout,
+                settings.rotate_keep
+            ),
+            (1 << 20, 5, 9)
+        );
+        assert_eq!(settings.output.as_deref(), Some(Path::new("/tmp/x.jsonl")));
+    }
+}
