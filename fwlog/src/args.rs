@@ -24,7 +24,13 @@ pub enum Command {
     /// Print the rules `watch` would install (iptables-restore format) and change nothing.
     Rules(RuleArgs),
     /// Remove everything fwlog installed in this network namespace (also after a crash).
-    Uninstall,
+    Uninstall(UninstallArgs),
+    /// Install to stay: pin the programs, maps and hooks and install the rules, so the firewall
+    /// enforces and records with no reader; `fwlog watch` then reads it.
+    Install(InstallArgs),
+    /// Show what is installed here: interfaces, policies, rules with their counters, pins, and
+    /// the kernel's event and loss counts.
+    Status(StatusArgs),
     /// Summarise fwlog JSON lines: top blocked sources, outbound destinations, processes,
     /// local ports and an hourly timeline.
     Summary(SummaryArgs),
@@ -37,6 +43,33 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Also write and enable a systemd unit (fwlog.service) that installs at boot and keeps a
+    /// reader writing the log file.
+    #[arg(long)]
+    pub enable: bool,
+    /// Where the unit goes (tests point it elsewhere).
+    #[arg(long, hide = true, default_value = crate::systemd::UNIT_DIR)]
+    pub unit_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Where `install --enable` put the unit.
+    #[arg(long, hide = true, default_value = crate::systemd::UNIT_DIR)]
+    pub unit_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -141,9 +141,13 @@ impl<W: Write> Collector<W> {
 
     /// After the rules and tc programs are gone: reads what is left, reports every open flow
     /// (reason `exit`) and the last losses, and returns the totals.
-    pub fn finish(mut self) -> Result<Totals> {
+    /// `flush_flows`: report every open flow (`exit`) and empty the table; a reader of an
+    /// installed setup leaves them to the next reader.
+    pub fn finish(mut self, flush_flows: bool) -> Result<Totals> {
         self.drain()?;
-        self.walk_flow_table(FlowTable::flush)?;
+        if flush_flows {
+            self.walk_flow_table(FlowTable::flush)?;
+        }
         self.check_counters()?;
         self.totals.malformed = self.sum_counter(MALFORMED_PACKETS)?;
         self.flush()?;

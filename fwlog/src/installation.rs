@@ -47,6 +47,12 @@ impl Installation {
         Ok(())
     }
 
+    /// Leaves everything in place for good (`fwlog install`): nothing is removed on drop.
+    pub fn keep(mut self) {
+        self.pinned = false;
+        self.rules.clear();
+    }
+
     /// Removes the rules, then the pins. Safe to call twice.
     pub fn remove(&mut self) -> Result<()> {
         let mut first_error = None;

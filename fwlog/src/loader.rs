@@ -11,16 +11,17 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        cgroup_sock_addr::CgroupSockAddrLinkId, tc::SchedClassifierLinkId, CgroupAttachMode,
-        CgroupSockAddr, SchedClassifier, SocketFilter, TcAttachType,
+        cgroup_sock_addr::CgroupSockAddrLinkId, links::FdLink, tc::SchedClassifierLinkId,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SocketFilter, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
 use fwlog_common::{
     event::{Action, CtState},
     programs::{
-        verdict_program, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP, FLOW_EGRESS_PROGRAM,
-        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP, PROCESS_PROGRAMS,
+        verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP,
+        FLOW_EGRESS_PROGRAM, FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP,
+        PROCESS_PROGRAMS,
     },
 };
 
@@ -116,6 +117,19 @@ pub fn attach_flow_programs(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<Fl
 }
 
 impl FlowAttachments {
+    /// Pins the links, so the tc programs stay attached after fwlog exits (`fwlog install`).
+    pub fn pin(self, ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
+        for (index, (name, link)) in self.links.into_iter().enumerate() {
+            let link = classifier(ebpf, name)?.take_link(link)?;
+            let path = pin_dir.join(format!("link_{name}_{index}"));
+            FdLink::try_from(link)
+                .context("a tc link that cannot be pinned (kernel without TCX links?)")?
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Detaches every tc program now (before the last sweep of the flow table).
     pub fn detach(self, ebpf: &mut Ebpf) -> Result<()> {
         for (name, link) in self.links {
@@ -129,7 +143,7 @@ impl FlowAttachments {
 
 /// The cgroup hooks, attached to the root of the cgroup v2 hierarchy (links: detached when
 /// fwlog exits, however it exits). `None` when the machine has no cgroup v2 mount.
-pub fn attach_process_programs(ebpf: &mut Ebpf) -> Result<Option<Vec<CgroupSockAddrLinkId>>> {
+pub fn attach_process_programs(ebpf: &mut Ebpf) -> Result<Option<ProcessAttachments>> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
     let Some(root) = cgroup2_mount(&mountinfo) else {
         return Ok(None);
@@ -142,9 +156,29 @@ pub fn attach_process_programs(ebpf: &mut Ebpf) -> Result<Option<Vec<CgroupSockA
         let link = sock_addr_program(ebpf, name)?
             .attach(&cgroup, CgroupAttachMode::Single)
             .with_context(|| format!("attaching {name} to the cgroup {root}"))?;
-        links.push(link);
+        links.push((name, link));
     }
-    Ok(Some(links))
+    Ok(Some(ProcessAttachments { links }))
+}
+
+/// The cgroup hooks' links (detached when dropped with the object, unless pinned).
+pub struct ProcessAttachments {
+    links: Vec<(&'static str, CgroupSockAddrLinkId)>,
+}
+
+impl ProcessAttachments {
+    /// Pins the links, so the hooks stay after fwlog exits (`fwlog install`).
+    pub fn pin(self, ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
+        for (name, link) in self.links {
+            let link = sock_addr_program(ebpf, name)?.take_link(link)?;
+            let path = pin_dir.join(format!("link_{name}"));
+            FdLink::try_from(link)
+                .context("a cgroup link that cannot be pinned")?
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Where cgroup v2 is mounted (the fifth field of a mountinfo line whose filesystem type,
@@ -188,6 +222,38 @@ pub fn pin_verdict_programs(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
             .with_context(|| format!("pinning {name} at {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Pinned maps of an installed fwlog, by the name the reader opens them under.
+pub const PINNED_MAPS: [&str; 3] = [EVENTS_MAP, COUNTERS_MAP, FLOWS_MAP];
+
+fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
+    pin_dir.join(format!("map_{name}"))
+}
+
+/// Whether `fwlog install` left a setup here (its ring buffer is pinned).
+pub fn is_installed(pin_dir: &Path) -> bool {
+    map_pin(pin_dir, EVENTS_MAP).exists()
+}
+
+/// Pins the maps a later reader needs (`fwlog install`).
+pub fn pin_maps(ebpf: &Ebpf, pin_dir: &Path) -> Result<()> {
+    for name in PINNED_MAPS {
+        let map = ebpf
+            .map(name)
+            .with_context(|| format!("the eBPF object has no map {name}"))?;
+        let path = map_pin(pin_dir, name);
+        map.pin(&path)
+            .with_context(|| format!("pinning {name} at {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The maps of an installed setup, opened from their pins (`fwlog watch`, `fwlog status`).
+pub fn open_pinned_map(pin_dir: &Path, name: &str) -> Result<aya::maps::MapData> {
+    let path = map_pin(pin_dir, name);
+    aya::maps::MapData::from_pin(&path)
+        .with_context(|| format!("opening the pinned map {}", path.display()))
 }
 
 /// Removes the pins under `pin_dir` and the directory itself. Returns whether there was any.

@@ -19,6 +19,7 @@ mod preflight;
 mod settings;
 mod ssh_guard;
 mod summary;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -92,6 +92,21 @@ impl InstanceLock {
     }
 }
 
+/// The pid written in the lock file, while some instance holds the lock.
+pub fn lock_holder(netns: NetNs) -> Option<String> {
+    let path = netns.lock_path();
+    let file = File::open(&path).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // Nobody holds it: the file is a leftover of an instance that just exited.
+        Ok(_) => None,
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            file.read_to_string(&mut pid).ok()?;
+            Some(pid.trim().to_string())
+        }
+    }
+}
+
 impl Drop for InstanceLock {
     fn drop(&mut self) {
         // Removed while still locked, so a starting instance either sees our lock or no file.

@@ -2,8 +2,12 @@
 
 pub mod completions;
 pub mod config;
+pub mod install;
 pub mod man;
 pub mod rules;
+mod setup;
+pub mod status;
+mod stream;
 pub mod summary;
 pub mod uninstall;
 pub mod watch;
@@ -21,7 +25,9 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Watch(args) => watch::run(args),
         Command::Rules(args) => rules::run(args),
-        Command::Uninstall => uninstall::run(),
+        Command::Uninstall(args) => uninstall::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Status(args) => status::run(args),
         Command::Summary(args) => summary::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),

@@ -4,14 +4,15 @@
 use anyhow::Result;
 
 use crate::{
+    args::UninstallArgs,
     firewall::Family,
     installation::remove_rules,
     loader,
     netns::{InstanceLock, NetNs},
-    preflight,
+    preflight, systemd,
 };
 
-pub fn run() -> Result<()> {
+pub fn run(args: UninstallArgs) -> Result<()> {
     preflight::require_root("uninstall")?;
     preflight::require_iptables()?;
     let netns = NetNs::current()?;
@@ -34,6 +35,9 @@ pub fn run() -> Result<()> {
                 orphan.display()
             ));
         }
+    }
+    if systemd::disable(&args.unit_dir)? {
+        removed.push(format!("the systemd unit {}", systemd::UNIT_NAME));
     }
     if removed.is_empty() {
         eprintln!("fwlog: nothing of fwlog is installed here");

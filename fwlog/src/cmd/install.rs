@@ -1,0 +1,97 @@
+//! `fwlog install`: put fwlog in place to stay. The verdict programs, the maps a reader needs
+//! and the tc and cgroup links are pinned under bpffs, the rules installed; the firewall then
+//! enforces and records with no reader running, until `fwlog uninstall`.
+
+use anyhow::Result;
+
+use super::setup::{remove_leftovers, set_up};
+use crate::{
+    args::InstallArgs,
+    interfaces, loader,
+    netns::{InstanceLock, NetNs},
+    preflight, settings, systemd,
+};
+
+pub fn run(args: InstallArgs) -> Result<()> {
+    let watch = &args.watch;
+    let settings = settings::watch_settings(watch, &settings::load_config(&watch.rules)?);
+    preflight::require_root("install")?;
+    let interfaces = interfaces::resolve(&settings.rules.interfaces)?;
+    preflight::require_kernel()?;
+    preflight::require_bpffs()?;
+    preflight::require_iptables()?;
+    let netns = NetNs::current()?;
+    let _lock = InstanceLock::acquire(netns)?;
+    let pin_dir = netns.pin_dir();
+    if loader::is_installed(&pin_dir) {
+        eprintln!("fwlog: replacing the setup installed here");
+        remove_leftovers(netns, true)?;
+    }
+    let mut setup = set_up(watch, &settings, interfaces, netns)?;
+    loader::pin_maps(&setup.ebpf, &pin_dir)?;
+    if let Some(flows) = setup.flows.take() {
+        flows.pin(&mut setup.ebpf, &pin_dir)?;
+    }
+    if let Some(processes) = setup.processes.take() {
+        processes.pin(&mut setup.ebpf, &pin_dir)?;
+    }
+    let interfaces = setup.options.interfaces.join(", ");
+    setup.installation.keep();
+    eprintln!(
+        "fwlog: installed on {interfaces}: `fwlog watch` reads it, `fwlog status` shows it, \
+         `fwlog uninstall` removes it"
+    );
+    if args.enable {
+        let exe = std::env::current_exe()?;
+        let install_args = unit_install_args(std::env::args().skip(2));
+        let output = settings
+            .output
+            .clone()
+            .unwrap_or_else(|| systemd::DEFAULT_LOG.into());
+        let did = systemd::enable(
+            &args.unit_dir,
+            &systemd::unit_text(&exe, &install_args, &output),
+        )?;
+        eprintln!("fwlog: {did}");
+    }
+    Ok(())
+}
+
+/// The arguments the unit's `fwlog install` repeats: this one's, less `--enable` and
+/// `--unit-dir`.
+fn unit_install_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match arg.as_str() {
+            "--enable" => {}
+            "--unit-dir" => skip_value = true,
+            _ if arg.starts_with("--unit-dir=") => {}
+            _ => kept.push(arg),
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_unit_repeats_the_install_arguments() {
+        let args = [
+            "wlan0",
+            "--enable",
+            "--unit-dir",
+            "/tmp/u",
+            "--allow-in",
+            "22/tcp",
+            "--unit-dir=/x",
+        ];
+        assert_eq!(
+            super::unit_install_args(args.iter().map(|a| a.to_string())),
+            ["wlan0", "--allow-in", "22/tcp"]
+        );
+    }
+}

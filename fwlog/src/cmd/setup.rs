@@ -1,0 +1,114 @@
+//! Putting fwlog in place, shared by `watch` (for a session) and `install` (to stay): load the
+//! programs, attach the flow and process hooks, pin the verdict programs, install the rules.
+
+use anyhow::Result;
+use aya::Ebpf;
+
+use crate::{
+    args::{EventKind, WatchArgs},
+    collector::KernelLogger,
+    firewall::{iptables, plan::install_script, plan::RuleOptions, Family},
+    installation::{remove_rules, Installation},
+    loader::{self, FlowAttachments, LoadOptions, ProcessAttachments},
+    netns::NetNs,
+    settings::WatchSettings,
+    ssh_guard,
+};
+
+/// Everything in place; `installation` removes the pins and rules on drop unless kept.
+pub struct Setup {
+    pub ebpf: Ebpf,
+    pub installation: Installation,
+    pub options: RuleOptions,
+    pub flows: Option<FlowAttachments>,
+    pub processes: Option<ProcessAttachments>,
+    pub logger: Option<KernelLogger>,
+}
+
+pub fn set_up(
+    args: &WatchArgs,
+    settings: &WatchSettings,
+    interfaces: Vec<String>,
+    netns: NetNs,
+) -> Result<Setup> {
+    remove_leftovers(netns, !args.no_rules)?;
+    let track_flows = args.events.contains(&EventKind::Flow);
+    let mut ebpf = loader::load(&LoadOptions {
+        ring_bytes: settings.ring_size,
+        flow_table: track_flows.then_some(settings.flow_table_size),
+        dns: !args.no_names,
+        processes: !args.no_process,
+    })?;
+    let processes = if args.no_process {
+        None
+    } else {
+        let links = loader::attach_process_programs(&mut ebpf)?;
+        if links.is_none() {
+            eprintln!("fwlog: no cgroup v2 mount found: processes will not be named");
+        }
+        links
+    };
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => Some(logger),
+        Err(error) => {
+            log::warn!("kernel-side diagnostics unavailable: {error}");
+            None
+        }
+    };
+    let mut installation = Installation::new(netns);
+    installation.pin(&mut ebpf)?;
+    let options = super::rule_options(&settings.rules, interfaces, netns);
+    let flows = if track_flows {
+        Some(loader::attach_flow_programs(
+            &mut ebpf,
+            &options.interfaces,
+        )?)
+    } else {
+        None
+    };
+    if args.no_rules {
+        eprintln!("fwlog: programs pinned, no rules installed; rules that use them:");
+        for family in Family::ALL {
+            let existing = iptables::save(family).map(|t| t.chains).unwrap_or_default();
+            eprint!(
+                "# {}-restore --noflush\n{}",
+                family.command(),
+                install_script(&options, &existing)
+            );
+        }
+    } else {
+        if !args.rules.force {
+            let session = std::env::var("SSH_CONNECTION").ok();
+            ssh_guard::check(
+                session.as_deref(),
+                &ssh_guard::interface_addresses(),
+                &options,
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
+        installation.install_rules(&options)?;
+    }
+    Ok(Setup {
+        ebpf,
+        installation,
+        options,
+        flows,
+        processes,
+        logger,
+    })
+}
+
+/// What an instance that was killed (SIGKILL, power loss of the collector) left behind.
+pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
+    let mut found = false;
+    if with_rules {
+        for family in Family::ALL {
+            found |= remove_rules(family)?;
+        }
+    }
+    found |= loader::remove_pins(&netns.pin_dir())?;
+    if found {
+        eprintln!("fwlog: removed what an earlier fwlog left behind (it did not exit cleanly)");
+    }
+    Ok(())
+}
