@@ -1,5 +1,6 @@
 //! fwlog's developer tasks: the steps plain cargo cannot do (toolchains, system tools, root).
 
+mod bench;
 mod build;
 mod cmd;
 mod run;
@@ -27,6 +28,8 @@ enum Task {
     Run(run::Options),
     /// Check formatting and lints, then run the unit and kernel tests.
     Test(test::Options),
+    /// Flood new connections through fwlog, `-j LOG`, NFLOG + ulogd and no logging; compare losses and CPU.
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Task::Build(options) => build::run(options)?,
         Task::Run(options) => return run::run(options),
         Task::Test(options) => test::run(options)?,
+        Task::Bench(options) => bench::run(options)?,
     }
     Ok(ExitCode::SUCCESS)
 }
