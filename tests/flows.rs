@@ -392,8 +392,10 @@ fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
         ],
     )?;
     const FLOWS: u64 = 200;
-    for _ in 0..FLOWS {
-        udp_send(&net.host, addr(PEER_V4, 5700), b"x")?;
+    // Each flow its own source port (ephemeral ports could repeat and merge two flows).
+    for i in 0..FLOWS as u16 {
+        let socket = udp_bind(&net.host, addr(HOST_V4, 30_000 + i))?;
+        socket.send_to(b"x", addr(PEER_V4, 5700))?;
     }
     let mut buffer = [0u8; 8];
     sink.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -471,4 +473,24 @@ fn tcx_links(pid: i32) -> Result<Vec<u32>> {
         }
     }
     Ok(links)
+}
+
+#[test]
+fn a_refused_attempt_is_a_verdict_not_a_flow() -> Result<()> {
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    let attempt = net
+        .peer
+        .enter(|| TcpStream::connect_timeout(&addr(HOST_V4, 22), Duration::from_millis(800)))?;
+    assert!(attempt.is_err(), "dropped");
+    fwlog.expect_event("the drop", |e| {
+        e["event_type"] == "verdict" && e["dest_port"] == 22
+    })?;
+    assert!(fwlog.stop(nix::sys::signal::Signal::SIGINT)?.success());
+    let events = fwlog.collect_events(Duration::from_millis(300));
+    assert!(
+        !events.iter().any(|e| flow(e, 22)),
+        "a refused attempt keeps no flow (a spoofed flood cannot push real flows out): {events:#?}"
+    );
+    Ok(())
 }

@@ -9,7 +9,8 @@ pub const MALFORMED_PACKETS: u32 = 1;
 pub const VERDICT_EVENTS: u32 = 2;
 /// Flows the tc programs added to the flow table.
 pub const FLOWS_CREATED: u32 = 3;
-/// Flows the tc programs ended and removed (FIN, RST), reported or counted as lost.
+/// Flows the kernel ended and removed: FIN or RST (reported, or counted as lost), and attempts
+/// the firewall refused (their verdict event is their record).
 pub const FLOWS_ENDED: u32 = 4;
 /// Non-first fragments whose first fragment was not seen (no flow to count them to).
 pub const FRAGMENTS_UNMATCHED: u32 = 5;

@@ -31,7 +31,10 @@ use fwlog_common::{
 
 use crate::{
     atomic::{add_u64, fetch_or_u64},
-    maps::{count, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS, SOCKETS},
+    maps::{
+        count, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS,
+        SOCKETS,
+    },
     skb::TcReader,
 };
 
@@ -316,7 +319,7 @@ fn end_flow(key: &FlowKey, stats: *mut FlowStats, reason: u8) {
                 (*event)._pad1 = [0; 4];
                 core::ptr::copy_nonoverlapping(stats, &raw mut (*event).stats, 1);
             }
-            entry.submit(0);
+            entry.submit(submit_flags());
         }
         None => count(LOST_EVENTS),
     }
@@ -356,7 +359,7 @@ fn capture_dns(ctx: &TcContext, payload_offset: usize, skb_len: usize) {
         )
     };
     if loaded == 0 {
-        entry.submit(0);
+        entry.submit(submit_flags());
     } else {
         entry.discard(0);
     }

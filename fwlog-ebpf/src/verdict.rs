@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use fwlog_common::{
-    counters::{LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
+    counters::{FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
     event::{
         Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_PROCESS, VERDICT_HAS_SOCKET,
     },
@@ -20,7 +20,7 @@ use fwlog_common::{
 };
 
 use crate::{
-    maps::{count, EVENTS, FLOWS, PENDING_VERDICTS, SOCKETS},
+    maps::{count, submit_flags, EVENTS, FLOWS, PENDING_VERDICTS, SOCKETS},
     skb::SkbReader,
 };
 
@@ -83,7 +83,7 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
             if flow_tracking {
                 record_flow_verdict(&event.packet, event.ifindex, action, state);
             }
-            entry.submit(0);
+            entry.submit(submit_flags());
             count(VERDICT_EVENTS);
         }
         None => {
@@ -143,13 +143,21 @@ fn fill_event(ctx: &SkBuffContext, event: &mut VerdictEvent, action: Action, sta
 }
 
 /// Puts the verdict into the packet's flow. In INPUT (and FORWARD) the tc ingress program has
-/// created the flow already; in OUTPUT the interface is not known yet and tc egress has not
-/// run, so the verdict waits in `PENDING_VERDICTS` for the flow's creation.
+/// created the flow already (and a refused attempt's flow is removed); in OUTPUT the interface
+/// is not known yet and tc egress has not run, so the verdict waits in `PENDING_VERDICTS` for
+/// the flow's creation.
 #[inline(always)]
 fn record_flow_verdict(packet: &PacketInfo, ifindex: u32, action: Action, state: CtState) {
     let mut key = FlowKey::default();
     key.set_from(packet, ifindex);
-    if ifindex != 0 {
+    if ifindex != 0 && state == CtState::New && action != Action::Accept {
+        // A connection attempt the firewall refuses never becomes a flow: its verdict event is
+        // its record. Keeping it would let a flood of spoofed attempts push real flows out of
+        // the LRU table.
+        if FLOWS.remove(&key).is_ok() {
+            count(FLOWS_ENDED);
+        }
+    } else if ifindex != 0 {
         if let Some(stats) = FLOWS.get_ptr_mut(&key) {
             // SAFETY: a live map value; single-byte stores.
             unsafe {

@@ -28,8 +28,10 @@ use crate::{
     },
 };
 
-/// How often the loss counter is read (and pending output flushed) when no event wakes us.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the ring buffer is read when the kernel does not wake us: its programs wake the
+/// collector only when the ring is an eighth full (see `submit_flags` in fwlog-ebpf), so this
+/// bounds how long a line waits before it is written (and the loss counter is read).
+const TICK: Duration = Duration::from_millis(20);
 
 /// What the collector saw, for the summary at exit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
