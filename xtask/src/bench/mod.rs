@@ -2,6 +2,7 @@
 //! NFLOG + ulogd, fwlog) on fwlog's chain layout, in namespaces of its own; reports what each
 //! delivered and what it cost, as a markdown table and target/bench/bench-<timestamp>.json.
 
+mod summary;
 mod generator;
 mod measure;
 mod modes;
@@ -71,6 +72,9 @@ pub struct Options {
     /// Do not apt-get install ulogd2 when it is missing: skip the nflog mode instead.
     #[arg(long)]
     no_install: bool,
+    /// Instead of the flood: time `fwlog summary` over a generated 1 GiB log.
+    #[arg(long)]
+    summary: bool,
 }
 
 /// A consumer that delivered nothing new for this long after the flood has caught up as far
@@ -83,6 +87,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// `cargo xtask bench`.
 pub fn run(options: Options) -> Result<()> {
+    if options.summary {
+        return summary::run();
+    }
     if !geteuid().is_root() {
         bail!(
             "the bench creates network namespaces, installs iptables rules in them and sets \
