@@ -2,12 +2,12 @@
 //! NFLOG + ulogd, fwlog) on fwlog's chain layout, in namespaces of its own; reports what each
 //! delivered and what it cost, as a markdown table and target/bench/bench-<timestamp>.json.
 
-mod summary;
 mod generator;
 mod measure;
 mod modes;
 mod netns;
 mod report;
+mod summary;
 
 use std::{
     env, fs,
