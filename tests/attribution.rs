@@ -184,3 +184,27 @@ fn no_names_and_no_process_turn_them_off() -> Result<()> {
     assert!(event.get("process").is_none());
     Ok(())
 }
+
+#[test]
+fn an_accepted_inbound_connection_names_its_listener() -> Result<()> {
+    let net = TestNet::new()?;
+    let listener = tcp_listen(&net.host, addr(HOST_V4, 8022))?;
+    let mut fwlog = Fwlog::watch(&net.host, &["--allow-in", "8022/tcp", &net.host_if])?;
+    assert!(tcp_connect(
+        &net.peer,
+        addr(HOST_V4, 8022),
+        Duration::from_secs(3)
+    )?);
+    let _accepted = listener.accept()?;
+    let event = fwlog.expect_event("the accepted connection", |e| {
+        e["event_type"] == "verdict" && e["dest_port"] == 8022
+    })?;
+    assert_eq!(event["action"], "accept");
+    assert_eq!(event["direction"], "inbound");
+    assert_eq!(
+        event["process"]["pid"],
+        std::process::id(),
+        "this test process holds the listening socket"
+    );
+    Ok(())
+}

@@ -51,6 +51,8 @@ pub struct CollectorOptions {
     /// Which verdict and flow lines to keep (counter lines are never filtered).
     pub filter: Filter,
     pub verdicts: bool,
+    /// Name the processes behind connections (`--no-process` turns it off).
+    pub name_processes: bool,
     pub flows: Option<FlowTable>,
     /// Every this often, a `stats` line.
     pub stats_every: Option<Duration>,
@@ -100,7 +102,7 @@ impl<W: Write> Collector<W> {
             clock: BootClock::new(),
             names: InterfaceNames::default(),
             local: LocalAddresses::default(),
-            enricher: Enricher::new(),
+            enricher: Enricher::new(options.name_processes),
             totals: Totals::default(),
             verdicts: options.verdicts,
             flows: options.flows,

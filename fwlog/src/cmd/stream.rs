@@ -124,6 +124,7 @@ pub fn collector(
         writer: FormatWriter::new(format, colour),
         filter: Filter::new(&args.filter),
         verdicts: args.events.contains(&EventKind::Verdict),
+        name_processes: !args.no_process,
         flows,
         stats_every: (args.stats > 0).then(|| Duration::from_secs(args.stats)),
     };

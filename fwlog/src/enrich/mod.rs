@@ -2,6 +2,7 @@
 //! learnt from DNS answers on the wire, and the Community ID flow hash.
 
 pub mod community_id;
+pub mod listener;
 pub mod names;
 pub mod process;
 
@@ -31,8 +32,8 @@ pub struct Extras {
 }
 
 use fwlog_common::{
-    event::{VerdictEvent, VERDICT_HAS_PROCESS},
-    flow::{FlowKey, FlowStats, SIDE_A},
+    event::{Action, VerdictEvent, VERDICT_HAS_PROCESS},
+    flow::{FlowKey, FlowStats, SEEN_INGRESS, SIDE_A},
     packet::{PKT_HAS_ICMP, PKT_HAS_PORTS},
 };
 
@@ -40,15 +41,20 @@ use crate::output::json::{packet_addrs, proto_name};
 
 /// Turns kernel records into [`Extras`], keeping the caches that make it cheap.
 pub struct Enricher {
+    /// Name processes at all (`--no-process` turns it off).
+    name_processes: bool,
     processes: process::ProcessCache,
     names: names::NameCache,
+    listeners: listener::ListenerLookup,
 }
 
 impl Enricher {
-    pub fn new() -> Self {
+    pub fn new(name_processes: bool) -> Self {
         Enricher {
+            name_processes,
             processes: process::ProcessCache::default(),
             names: names::NameCache::default(),
+            listeners: listener::ListenerLookup::default(),
         }
     }
 
@@ -73,9 +79,31 @@ impl Enricher {
             community_id: community_id::community_id(src, dest, packet.proto, ports),
             src_host: self.names.name(src),
             dest_host: self.names.name(dest),
-            process: (event.flags & VERDICT_HAS_PROCESS != 0)
-                .then(|| self.processes.view(&event.process)),
+            process: if event.flags & VERDICT_HAS_PROCESS != 0 {
+                Some(self.processes.view(&event.process))
+            } else {
+                self.inbound_listener(event, dest)
+            },
         }
+    }
+
+    /// For an accepted connection coming in, the process listening on its port.
+    fn inbound_listener(
+        &mut self,
+        event: &VerdictEvent,
+        dest: std::net::IpAddr,
+    ) -> Option<ProcessView> {
+        let accepted_inbound = self.name_processes
+            && event.ifindex != 0
+            && Action::from_u8(event.action) == Some(Action::Accept)
+            && event.packet.flags & PKT_HAS_PORTS != 0;
+        if !accepted_inbound {
+            return None;
+        }
+        let info = self
+            .listeners
+            .find(event.packet.proto, dest, event.packet.dst_port)?;
+        Some(self.processes.view(&info))
     }
 
     /// Extras for a flow, from the client's side (the side that opened it).
@@ -107,13 +135,24 @@ impl Enricher {
             community_id: community_id::community_id(client.0, server.0, key.proto, ports),
             src_host: self.names.name(client.0),
             dest_host: self.names.name(server.0),
-            process: (stats.process.pid != 0).then(|| self.processes.view(&stats.process)),
+            process: if stats.process.pid != 0 {
+                Some(self.processes.view(&stats.process))
+            } else if self.name_processes
+                && stats.first_seen == SEEN_INGRESS
+                && Action::from_u8(stats.action) == Some(Action::Accept)
+            {
+                self.listeners
+                    .find(key.proto, server.0, server.1)
+                    .map(|info| self.processes.view(&info))
+            } else {
+                None
+            },
         }
     }
 }
 
 impl Default for Enricher {
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
