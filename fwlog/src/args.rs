@@ -320,37 +320,16 @@ pub struct ManArgs {
 }
 
 fn parse_prefix(prefix: &str) -> Result<String, String> {
-    let valid = !prefix.is_empty()
-        && prefix.len() <= MAX_PREFIX_LEN
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid {
-        Ok(prefix.to_string())
-    } else {
-        Err(format!(
-            "use 1 to {MAX_PREFIX_LEN} letters, digits, '-' or '_' (it goes into the kernel log prefix)"
-        ))
-    }
+    crate::config::values::check_prefix(prefix).map(|()| prefix.to_string())
 }
 
 /// "4M" → 4194304. The kernel wants a power of two that is a multiple of the page size.
 pub fn parse_ring_size(text: &str) -> Result<u32, String> {
-    let text = text.trim();
-    let (digits, multiplier) = match text.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&text[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&text[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&text[..i], 1 << 30),
-        _ => (text, 1),
-    };
-    let bytes = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("{text:?} is not a size (e.g. 4M, 65536)"))?;
+    let bytes = crate::config::values::parse_size(text)?;
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
-            "{text:?} must be a power of two between 4K and 1G (e.g. 1M, 4M, 16M)"
+            "{:?} must be a power of two between 4K and 1G (e.g. 1M, 4M, 16M)",
+            text.trim()
         ));
     }
     Ok(bytes as u32)

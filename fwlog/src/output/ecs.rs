@@ -35,7 +35,7 @@ use fwlog_common::{
 
 use super::{
     connection::{Connection, FlowCounts},
-    json::{tcp_flag_letters, FlowRecord, StatsRecord, VerdictRecord},
+    json::{tcp_flag_letters, write_escaped, FlowRecord, StatsRecord, VerdictRecord},
     timestamp::TimestampFormatter,
     writer::EventWriter,
     Direction,
@@ -486,24 +486,6 @@ fn iana_keyword(proto: u8) -> Option<&'static str> {
         IPPROTO_UDPLITE => "udplite",
         _ => return None,
     })
-}
-
-fn write_escaped(out: &mut Vec<u8>, value: &str) {
-    out.push(b'"');
-    for c in value.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]

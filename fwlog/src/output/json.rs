@@ -378,7 +378,8 @@ fn write_seconds(out: &mut Vec<u8>, nanos: i128) {
     ]);
 }
 
-fn write_escaped(out: &mut Vec<u8>, value: &str) {
+/// A JSON string, quoted and escaped (shared with the ECS writer).
+pub(crate) fn write_escaped(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     for c in value.chars() {
         match c {

@@ -6,33 +6,8 @@ use fwlog_common::{
 };
 
 use super::*;
+use crate::output::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
 use crate::enrich::{Extras, ProcessView};
-
-/// 2026-11-25T07:09:10.123456Z
-const T: i128 = 1_795_590_550_123_456_000;
-
-fn inbound_tcp_syn() -> VerdictEvent {
-    let mut packet = PacketInfo {
-        ip_version: 4,
-        proto: IPPROTO_TCP,
-        src_port: 51234,
-        dst_port: 22,
-        tcp_flags: 0x02,
-        flags: PKT_HAS_PORTS | PKT_HAS_TCP_FLAGS,
-        ..PacketInfo::default()
-    };
-    packet.src_addr[..4].copy_from_slice(&[203, 0, 113, 7]);
-    packet.dst_addr[..4].copy_from_slice(&[192, 0, 2, 10]);
-    VerdictEvent {
-        kind: EVENT_KIND_VERDICT,
-        action: Action::Drop as u8,
-        ct_state: CtState::New as u8,
-        ifindex: 3,
-        len: 60,
-        packet,
-        ..VerdictEvent::default()
-    }
-}
 
 fn render(record: &VerdictRecord) -> String {
     let mut out = Vec::new();
@@ -191,12 +166,12 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
     writer.lost(&mut out, T, 1);
     writer.flows_evicted(&mut out, T, 1);
     writer.stats(&mut out, T, &StatsRecord::default());
-    let (key, stats) = tcp_flow();
+    let (key, stats) = outbound_tcp_flow();
     let icmp_error = FlowStats {
         icmp_error_type: 3,
         ..stats
     };
-    writer.flow(&mut out, &flow_record(&key, &icmp_error));
+    writer.flow(&mut out, &outbound_flow(&key, &icmp_error, &NO_EXTRAS));
     let mut written = std::collections::BTreeSet::new();
     for line in String::from_utf8(out).expect("UTF-8").lines() {
         let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
@@ -208,43 +183,6 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
         }
     }
     assert_eq!(written, documented_fields());
-}
-
-/// 192.0.2.10:40122 (side B, the client) → 198.51.100.4:443, accepted, closed with FIN.
-fn tcp_flow() -> (FlowKey, FlowStats) {
-    let mut key = FlowKey {
-        port_a: 40122,
-        port_b: 443,
-        ifindex: 3,
-        proto: IPPROTO_TCP,
-        ip_version: 4,
-        ..FlowKey::default()
-    };
-    key.addr_a[..4].copy_from_slice(&[192, 0, 2, 10]);
-    key.addr_b[..4].copy_from_slice(&[198, 51, 100, 4]);
-    let stats = FlowStats {
-        pkts: [14, 18],
-        bytes: [2210, 19876],
-        tcp_flags: 0x1b,
-        opener: fwlog_common::flow::SIDE_A,
-        action: Action::Accept as u8,
-        ct_state: CtState::New as u8,
-        ..FlowStats::default()
-    };
-    (key, stats)
-}
-
-fn flow_record<'a>(key: &'a FlowKey, stats: &'a FlowStats) -> FlowRecord<'a> {
-    FlowRecord {
-        start_unix_ns: T,
-        end_unix_ns: T + 12_503_074_000,
-        key,
-        stats,
-        reason: EndReason::Fin,
-        direction: Direction::Outbound,
-        iface: Some("wlan0"),
-        extras: &NO_EXTRAS,
-    }
 }
 
 static NO_EXTRAS: Extras = Extras {
@@ -292,9 +230,9 @@ fn extras_follow_the_packet_fields() {
 
 #[test]
 fn flow_matches_the_documented_example() {
-    let (key, stats) = tcp_flow();
+    let (key, stats) = outbound_tcp_flow();
     let mut out = Vec::new();
-    JsonWriter::default().flow(&mut out, &flow_record(&key, &stats));
+    JsonWriter::default().flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
     assert_eq!(
         String::from_utf8(out).expect("UTF-8"),
         r#"{"timestamp":"2026-11-25T07:09:22.626530Z","event_type":"flow","direction":"outbound","in_iface":"wlan0","ip_version":4,"proto":"tcp","src_ip":"192.0.2.10","src_port":40122,"dest_ip":"198.51.100.4","dest_port":443,"action":"accept","ct_state":"new","tcp_flags":"SAFP","flow":{"start":"2026-11-25T07:09:10.123456Z","end":"2026-11-25T07:09:22.626530Z","duration_s":12.503,"pkts_toserver":14,"bytes_toserver":2210,"pkts_toclient":18,"bytes_toclient":19876,"reason":"fin"}}
@@ -304,10 +242,10 @@ fn flow_matches_the_documented_example() {
 
 #[test]
 fn the_client_is_whichever_side_opened() {
-    let (key, mut stats) = tcp_flow();
-    stats.opener = fwlog_common::flow::SIDE_B;
+    let (key, mut stats) = outbound_tcp_flow();
+    stats.opener = fwlog_common::flow::SIDE_A;
     let mut out = Vec::new();
-    JsonWriter::default().flow(&mut out, &flow_record(&key, &stats));
+    JsonWriter::default().flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
     let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
     assert_eq!(value["src_ip"], "198.51.100.4");
     assert_eq!(value["src_port"], 443);
