@@ -2,8 +2,6 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::firewall::plan::MAX_PREFIX_LEN;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "fwlog",
@@ -363,6 +361,7 @@ mod tests {
         assert!(parse_prefix("").is_err());
         assert!(parse_prefix("a b").is_err());
         assert!(parse_prefix("\"x").is_err());
-        assert!(parse_prefix(&"x".repeat(MAX_PREFIX_LEN + 1)).is_err());
+        let too_long = "x".repeat(crate::firewall::plan::MAX_PREFIX_LEN + 1);
+        assert!(parse_prefix(&too_long).is_err());
     }
 }

@@ -1,13 +1,10 @@
 //! Golden tests pinning the JSON schema (README documents the same fields).
 
-use fwlog_common::{
-    event::EVENT_KIND_VERDICT,
-    flow::{EndReason, FlowKey, FlowStats},
-};
+use fwlog_common::{event::EVENT_KIND_VERDICT, flow::FlowStats};
 
 use super::*;
-use crate::output::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
 use crate::enrich::{Extras, ProcessView};
+use crate::output::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
 
 fn render(record: &VerdictRecord) -> String {
     let mut out = Vec::new();
