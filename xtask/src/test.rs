@@ -38,6 +38,31 @@ pub fn run(options: Options) -> Result<()> {
     cmd::run(&mut clippy)
         .context("clippy found problems: fix the warnings above, then rerun `cargo xtask test`")?;
 
+    // The kernel side builds only for the BPF target, with nightly.
+    let mut ebpf_clippy = cmd::cargo();
+    ebpf_clippy
+        .args([
+            "+nightly",
+            "clippy",
+            "--package",
+            "fwlog-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env(
+            "RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+        );
+    cmd::run(&mut ebpf_clippy).context(
+        "clippy found problems in fwlog-ebpf: fix the warnings above, then rerun `cargo xtask test`",
+    )?;
+
     let mut test = cmd::cargo();
     // fwlog-tests is a workspace member, so this runs the kernel tests too; they exec FWLOG_BIN.
     test.args(["test", "--workspace", "--exclude", "fwlog-ebpf"])
