@@ -379,6 +379,12 @@ fn send_frames(interface: &str, frames: &[Vec<u8>]) -> Result<()> {
 fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
     let net = TestNet::new()?;
     let sink = udp_bind(&net.peer, addr(PEER_V4, 5700))?;
+    // Only the test's own flows: no IPv6 neighbour discovery or MLD flows on the link, whose
+    // evictions would be counted too.
+    for (netns, interface) in [(&net.host, &net.host_if), (&net.peer, &net.peer_if)] {
+        let key = format!("net.ipv6.conf.{interface}.disable_ipv6=1");
+        netns.exec("sysctl", &["-q", "-w", &key])?;
+    }
     let mut fwlog = Fwlog::watch(
         &net.host,
         &[

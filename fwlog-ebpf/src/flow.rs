@@ -35,6 +35,7 @@ use crate::{
         count, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS,
         SOCKETS,
     },
+    memory::zero_words,
     skb::TcReader,
 };
 
@@ -229,14 +230,12 @@ fn attach_icmp_error(
 fn start_flow(scratch: &mut FlowScratch, side: u8, seen: u8, ip_bytes: u64, now: u64) {
     let packet = &scratch.packet;
     let stats = &mut scratch.stats;
-    *stats = FlowStats {
-        first_ns: now,
-        last_ns: now,
-        tcp_flags: packet.tcp_flags as u64,
-        opener: side,
-        first_seen: seen,
-        ..FlowStats::default()
-    };
+    zero_words(stats);
+    stats.first_ns = now;
+    stats.last_ns = now;
+    stats.tcp_flags = packet.tcp_flags as u64;
+    stats.opener = side;
+    stats.first_seen = seen;
     stats.pkts[side as usize & 1] = 1;
     stats.bytes[side as usize & 1] = ip_bytes;
     if packet.flags & PKT_HAS_ICMP != 0 {

@@ -11,6 +11,7 @@
 mod atomic;
 mod flow;
 mod maps;
+mod memory;
 mod process;
 mod skb;
 mod verdict;

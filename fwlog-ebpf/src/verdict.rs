@@ -21,6 +21,7 @@ use fwlog_common::{
 
 use crate::{
     maps::{count, submit_flags, EVENTS, FLOWS, PENDING_VERDICTS, SOCKETS},
+    memory::zero_words,
     skb::SkbReader,
 };
 
@@ -74,9 +75,9 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
             // the 512-byte eBPF stack next to the parser.
             let event = entry.as_mut_ptr();
             // SAFETY: `event` is the reserved, exclusively owned record; it is initialised
-            // with a default value before any reference to it is made.
+            // (zeroed) before any reference to it is made.
             let event = unsafe {
-                event.write(VerdictEvent::default());
+                zero_words(event);
                 &mut *event
             };
             fill_event(ctx, event, action, state);
@@ -136,7 +137,7 @@ fn fill_event(ctx: &SkBuffContext, event: &mut VerdictEvent, action: Action, sta
         }
         Err(error) => {
             count(MALFORMED_PACKETS);
-            event.packet = PacketInfo::default();
+            event.packet.clear();
             debug!(ctx, "unparsable IP header ({})", error as u8);
         }
     }
