@@ -23,7 +23,7 @@
 //!   `tcp_flags`, `icmp.type`/`icmp.code`, `icmp_error`, `fragment`, `malformed`,
 //!   `systemd_unit`, the counts of `lost`/`flows_evicted` lines and the `stats` counters.
 
-use std::{io::Write as _, net::IpAddr};
+use std::io::Write as _;
 
 use fwlog_common::{
     event::{Action, CtState, VERDICT_HAS_SOCKET},
@@ -35,7 +35,8 @@ use fwlog_common::{
 
 use super::{
     connection::{Connection, FlowCounts},
-    json::{tcp_flag_letters, write_escaped, FlowRecord, StatsRecord, VerdictRecord},
+    json::{FlowRecord, StatsRecord, VerdictRecord},
+    json_object::JsonObject,
     timestamp::TimestampFormatter,
     writer::EventWriter,
     Direction,
@@ -51,11 +52,11 @@ pub struct EcsWriter {
 
 impl EcsWriter {
     /// `{"@timestamp":…,"ecs":{"version":…},"event":{"kind":…` — the event object left open.
-    fn open<'o>(&mut self, out: &'o mut Vec<u8>, unix_ns: i128, kind: &str) -> Object<'o> {
+    fn open<'o>(&mut self, out: &'o mut Vec<u8>, unix_ns: i128, kind: &str) -> JsonObject<'o> {
         out.extend_from_slice(b"{\"@timestamp\":\"");
         self.timestamps.write(out, unix_ns);
         out.push(b'"');
-        let mut object = Object { out };
+        let mut object = JsonObject { out };
         object.open("ecs");
         object.str("version", ECS_VERSION);
         object.close();
@@ -72,7 +73,7 @@ impl EcsWriter {
         line.str("event_type", event_type);
         line.uint("count", count);
         line.close();
-        line.finish();
+        line.end_line();
     }
 }
 
@@ -120,11 +121,11 @@ impl EventWriter for EcsWriter {
         }
         line.uint("len", event.len.into());
         if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
-            line.tcp_flags(event.packet.tcp_flags);
+            line.tcp_flags("tcp_flags", event.packet.tcp_flags);
         }
         line.fwlog_common(connection.as_ref(), record.direction, record.extras);
         line.close();
-        line.finish();
+        line.end_line();
     }
 
     fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
@@ -182,7 +183,7 @@ impl EventWriter for EcsWriter {
             line.str("ct_state", state.as_str());
         }
         if record.key.proto == IPPROTO_TCP {
-            line.tcp_flags(stats.tcp_flags as u8);
+            line.tcp_flags("tcp_flags", stats.tcp_flags as u8);
         }
         if stats.icmp_error_type != 0 {
             line.open("icmp_error");
@@ -192,7 +193,7 @@ impl EventWriter for EcsWriter {
         }
         line.fwlog_common(connection.as_ref(), record.direction, record.extras);
         line.close_or_drop_empty();
-        line.finish();
+        line.end_line();
     }
 
     fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
@@ -217,93 +218,12 @@ impl EventWriter for EcsWriter {
         line.uint("malformed", stats.malformed);
         line.close();
         line.close();
-        line.finish();
+        line.end_line();
     }
 }
 
-/// A JSON object being written; keys are fwlog's own ASCII names and need no escaping.
-struct Object<'o> {
-    out: &'o mut Vec<u8>,
-}
-
-impl Object<'_> {
-    fn key(&mut self, key: &str) {
-        if self.out.last() != Some(&b'{') {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn open(&mut self, key: &str) {
-        self.key(key);
-        self.out.push(b'{');
-    }
-
-    fn close(&mut self) {
-        self.out.push(b'}');
-    }
-
-    /// Closes an object, or removes it (`,"key":{`) if nothing was written into it.
-    fn close_or_drop_empty(&mut self) {
-        if self.out.last() != Some(&b'{') {
-            return self.close();
-        }
-        // Back to the `,` before `"key":{` (keys never contain a comma).
-        if let Some(comma) = self.out.iter().rposition(|&b| b == b',') {
-            self.out.truncate(comma);
-        }
-    }
-
-    /// A value known to need no escaping (fwlog's own words).
-    fn str(&mut self, key: &str, value: &str) {
-        self.key(key);
-        self.out.push(b'"');
-        self.out.extend_from_slice(value.as_bytes());
-        self.out.push(b'"');
-    }
-
-    /// A value from outside (an interface, a process, a host name), escaped.
-    fn escaped(&mut self, key: &str, value: &str) {
-        self.key(key);
-        write_escaped(self.out, value);
-    }
-
-    fn uint(&mut self, key: &str, value: u64) {
-        self.key(key);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    /// A number as a JSON string (ECS keeps ids such as `user.id` as keywords).
-    fn uint_string(&mut self, key: &str, value: u64) {
-        self.key(key);
-        self.out.push(b'"');
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-        self.out.push(b'"');
-    }
-
-    fn raw(&mut self, key: &str, json: &str) {
-        self.key(key);
-        self.out.extend_from_slice(json.as_bytes());
-    }
-
-    fn ip(&mut self, key: &str, addr: IpAddr) {
-        self.key(key);
-        self.out.push(b'"');
-        let _ = write!(self.out, "{addr}");
-        self.out.push(b'"');
-    }
-
-    fn tcp_flags(&mut self, flags: u8) {
-        self.key("tcp_flags");
-        self.out.push(b'"');
-        self.out.extend(tcp_flag_letters(flags));
-        self.out.push(b'"');
-    }
-
+/// ECS's field groups (the primitives are in `json_object`).
+impl JsonObject<'_> {
     /// `module` and `dataset`, then closes `event`.
     fn event_end(&mut self, event_type: &str) {
         self.str("module", "fwlog");
@@ -468,10 +388,6 @@ impl Object<'_> {
         if let Some(unit) = extras.process.as_ref().and_then(|p| p.unit.as_deref()) {
             self.escaped("systemd_unit", unit);
         }
-    }
-
-    fn finish(self) {
-        self.out.extend_from_slice(b"}\n");
     }
 }
 

@@ -5,10 +5,7 @@
 //! 100k flows/s flood passes here), and writing straight into one reused buffer with itoa
 //! avoids building a value or a `String` per event.
 
-use std::{
-    io::Write as _,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fwlog_common::{
     event::{Action, CtState, VerdictEvent, VERDICT_HAS_SOCKET},
@@ -20,7 +17,7 @@ use fwlog_common::{
     },
 };
 
-use super::{timestamp::TimestampFormatter, Direction};
+use super::{json_object::JsonObject, timestamp::TimestampFormatter, Direction};
 use crate::enrich::Extras;
 
 /// A verdict event with what the collector found out about it.
@@ -82,13 +79,13 @@ impl JsonWriter {
         line.packet(&event.packet);
         line.uint("len", event.len.into());
         if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
-            line.tcp_flags(event.packet.tcp_flags);
+            line.tcp_flags("tcp_flags", event.packet.tcp_flags);
         }
         if event.flags & VERDICT_HAS_SOCKET != 0 {
             line.uint("uid", event.uid.into());
         }
         line.extras(record.extras);
-        line.close();
+        line.end_line();
     }
 
     /// `{"timestamp":…,"event_type":"flow",…,"flow":{…}}`: how a flow went, once it ended.
@@ -127,11 +124,10 @@ impl JsonWriter {
             line.str("ct_state", state.as_str());
         }
         if key.proto == IPPROTO_TCP {
-            line.tcp_flags(stats.tcp_flags as u8);
+            line.tcp_flags("tcp_flags", stats.tcp_flags as u8);
         }
         line.extras(record.extras);
-        line.key("flow");
-        line.out.push(b'{');
+        line.open("flow");
         line.out.extend_from_slice(b"\"start\":\"");
         self.timestamps.write(line.out, record.start_unix_ns);
         line.out.extend_from_slice(b"\",\"end\":\"");
@@ -148,8 +144,8 @@ impl JsonWriter {
             line.uint("icmp_error_code", stats.icmp_error_code.into());
         }
         line.str("reason", record.reason.as_str());
-        line.out.push(b'}');
         line.close();
+        line.end_line();
     }
 
     /// `{"timestamp":…,"event_type":"stats",…}`: the counters so far.
@@ -161,7 +157,7 @@ impl JsonWriter {
         line.uint("flows_tracked", stats.flows_tracked);
         line.uint("flows_evicted", stats.flows_evicted);
         line.uint("malformed", stats.malformed);
-        line.close();
+        line.end_line();
     }
 
     /// `{"timestamp":…,"event_type":"flows_evicted","count":N}`: flows the kernel's table
@@ -169,78 +165,38 @@ impl JsonWriter {
     pub fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
         let mut line = self.open(out, unix_ns, "flows_evicted");
         line.uint("count", count);
-        line.close();
+        line.end_line();
     }
 
     /// `{"timestamp":…,"event_type":"lost","count":N}`: events the kernel could not queue.
     pub fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
         let mut line = self.open(out, unix_ns, "lost");
         line.uint("count", count);
-        line.close();
+        line.end_line();
     }
 
-    fn open<'o>(&mut self, out: &'o mut Vec<u8>, unix_ns: i128, event_type: &str) -> Line<'o> {
+    fn open<'o>(
+        &mut self,
+        out: &'o mut Vec<u8>,
+        unix_ns: i128,
+        event_type: &str,
+    ) -> JsonObject<'o> {
         out.extend_from_slice(b"{\"timestamp\":\"");
         self.timestamps.write(out, unix_ns);
         out.push(b'"');
-        let mut line = Line { out };
+        let mut line = JsonObject { out };
         line.str("event_type", event_type);
         line
     }
 }
 
-/// One JSON object being written; keys are fwlog's own ASCII names and need no escaping.
-struct Line<'o> {
-    out: &'o mut Vec<u8>,
-}
-
-impl Line<'_> {
-    fn key(&mut self, key: &str) {
-        if self.out.last() != Some(&b'{') {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    /// A value known to need no escaping (fwlog's own words).
-    fn str(&mut self, key: &str, value: &str) {
-        self.key(key);
-        self.out.push(b'"');
-        self.out.extend_from_slice(value.as_bytes());
-        self.out.push(b'"');
-    }
-
-    /// A value from outside (an interface name), escaped.
-    fn escaped(&mut self, key: &str, value: &str) {
-        self.key(key);
-        write_escaped(self.out, value);
-    }
-
-    fn uint(&mut self, key: &str, value: u64) {
-        self.key(key);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    fn bool(&mut self, key: &str) {
-        self.key(key);
-        self.out.extend_from_slice(b"true");
-    }
-
-    fn ip(&mut self, key: &str, addr: IpAddr) {
-        self.key(key);
-        self.out.push(b'"');
-        let _ = write!(self.out, "{addr}");
-        self.out.push(b'"');
-    }
-
+/// fwlog's own field groups (the primitives are in `json_object`).
+impl JsonObject<'_> {
     fn packet(&mut self, packet: &PacketInfo) {
         let (src, dst) = match packet_addrs(packet) {
             Some(addrs) => addrs,
             None => {
-                self.bool("malformed");
+                self.bool_true("malformed");
                 return;
             }
         };
@@ -267,18 +223,11 @@ impl Line<'_> {
             self.uint("icmp_code", packet.icmp_code.into());
         }
         if packet.flags & PKT_FRAGMENT != 0 {
-            self.bool("fragment");
+            self.bool_true("fragment");
         }
         if packet.flags & PKT_L4_UNPARSED != 0 {
-            self.bool("malformed");
+            self.bool_true("malformed");
         }
-    }
-
-    fn tcp_flags(&mut self, flags: u8) {
-        self.key("tcp_flags");
-        self.out.push(b'"');
-        self.out.extend(tcp_flag_letters(flags));
-        self.out.push(b'"');
     }
 
     /// `community_id`, `src_host`, `dest_host`, `process` — each only when known.
@@ -293,8 +242,7 @@ impl Line<'_> {
             self.escaped("dest_host", host);
         }
         if let Some(process) = &extras.process {
-            self.key("process");
-            self.out.push(b'{');
+            self.open("process");
             self.uint("pid", process.pid.into());
             self.escaped("comm", &process.comm);
             if let Some(exe) = &process.exe {
@@ -310,12 +258,8 @@ impl Line<'_> {
             if let Some(container) = &process.container {
                 self.escaped("container", container);
             }
-            self.out.push(b'}');
+            self.close();
         }
-    }
-
-    fn close(self) {
-        self.out.extend_from_slice(b"}\n");
     }
 }
 
@@ -376,25 +320,6 @@ fn write_seconds(out: &mut Vec<u8>, nanos: i128) {
         b'0' + (fraction / 10 % 10) as u8,
         b'0' + (fraction % 10) as u8,
     ]);
-}
-
-/// A JSON string, quoted and escaped (shared with the ECS writer).
-pub(crate) fn write_escaped(out: &mut Vec<u8>, value: &str) {
-    out.push(b'"');
-    for c in value.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]

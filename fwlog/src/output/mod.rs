@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod ecs;
 pub mod json;
+pub mod json_object;
 pub mod rotating_file;
 pub mod syslog;
 pub mod tee;
