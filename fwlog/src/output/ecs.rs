@@ -210,12 +210,7 @@ impl EventWriter for EcsWriter {
         line.open("fwlog");
         line.str("event_type", "stats");
         line.open("stats");
-        line.uint("events", stats.events);
-        line.uint("flows", stats.flows);
-        line.uint("lost", stats.lost);
-        line.uint("flows_tracked", stats.flows_tracked);
-        line.uint("flows_evicted", stats.flows_evicted);
-        line.uint("malformed", stats.malformed);
+        line.stats_counters(stats);
         line.close();
         line.close();
         line.end_line();

@@ -151,12 +151,7 @@ impl JsonWriter {
     /// `{"timestamp":…,"event_type":"stats",…}`: the counters so far.
     pub fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
         let mut line = self.open(out, unix_ns, "stats");
-        line.uint("events", stats.events);
-        line.uint("flows", stats.flows);
-        line.uint("lost", stats.lost);
-        line.uint("flows_tracked", stats.flows_tracked);
-        line.uint("flows_evicted", stats.flows_evicted);
-        line.uint("malformed", stats.malformed);
+        line.stats_counters(stats);
         line.end_line();
     }
 
@@ -192,6 +187,16 @@ impl JsonWriter {
 
 /// fwlog's own field groups (the primitives are in `json_object`).
 impl JsonObject<'_> {
+    /// The counters of a `stats` line (also in ECS's `fwlog.stats`).
+    pub fn stats_counters(&mut self, stats: &StatsRecord) {
+        self.uint("events", stats.events);
+        self.uint("flows", stats.flows);
+        self.uint("lost", stats.lost);
+        self.uint("flows_tracked", stats.flows_tracked);
+        self.uint("flows_evicted", stats.flows_evicted);
+        self.uint("malformed", stats.malformed);
+    }
+
     fn packet(&mut self, packet: &PacketInfo) {
         let (src, dst) = match packet_addrs(packet) {
             Some(addrs) => addrs,
