@@ -53,8 +53,14 @@ fn rules_and_pins_exist_while_watching_and_go_on_sigint() -> Result<()> {
         );
     }
     for program in PROGRAMS {
+        // In the chains fwlog created, the logging rule takes the chain's action itself.
+        let target = ["accept", "drop", "reject"]
+            .into_iter()
+            .find(|action| program.contains(action))
+            .map(str::to_uppercase)
+            .unwrap_or_default();
         let rule = format!(
-            "--object-pinned {}/{program} -m comment --comment fwlog",
+            "--object-pinned {}/{program} -j {target}",
             pin_dir.display()
         );
         assert_eq!(

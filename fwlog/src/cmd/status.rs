@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::{
     args::StatusArgs,
-    firewall::{Family, RULE_COMMENT},
+    firewall::{is_fwlog_rule, Family},
     loader,
     netns::{lock_holder, NetNs},
     preflight,
@@ -132,12 +132,7 @@ fn parse_counted_rule(line: &str) -> Option<RuleStatus> {
     let rest = line.strip_prefix('[')?;
     let (counts, rule) = rest.split_once("] ")?;
     let (packets, bytes) = counts.split_once(':')?;
-    let ours = rule
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .any(|w| w[0] == "--comment" && w[1].trim_matches('"') == RULE_COMMENT);
-    ours.then(|| RuleStatus {
+    is_fwlog_rule(rule).then(|| RuleStatus {
         family: "",
         rule: rule.to_string(),
         packets: packets.parse().unwrap_or(0),

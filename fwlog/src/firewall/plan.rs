@@ -3,8 +3,11 @@
 //! The layout follows the article: three chains `LOG_AND_{ACCEPT,DROP,REJECT}` that log NEW and
 //! RELATED connections and then act, inbound NEW/RELATED on the watched interfaces jumping to
 //! `LOG_AND_DROP` (the inbound policy), outbound NEW/RELATED jumping to `LOG_AND_ACCEPT` (the
-//! outbound policy). "Log" is a `-m bpf` match on fwlog's pinned program, which never matches,
-//! so the chain goes on to its action. Loopback is never touched.
+//! outbound policy). "Log" is a `-m bpf` match on fwlog's pinned program, which records the
+//! packet and matches; in a chain fwlog creates, that rule takes the chain's action itself, so
+//! a logged packet costs two xt matches (conntrack state, bpf) and no more rules. In a chain the
+//! user had, the rule has no target, and the packet goes on to the user's own rules. Loopback
+//! is never touched.
 
 use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
@@ -107,7 +110,7 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
     for action in Action::ALL {
         let chain = action.chain();
         let created = !existing_chains.contains(chain);
-        for (position, rule) in chain_rules(options, action).iter().enumerate() {
+        for (position, rule) in chain_rules(options, action, created).iter().enumerate() {
             if created {
                 let _ = writeln!(script, "-A {chain} {rule}");
             } else {
@@ -156,13 +159,19 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
     script
 }
 
-/// The logging rules of one chain, without `-A CHAIN`.
-fn chain_rules(options: &RuleOptions, action: Action) -> Vec<String> {
+/// The logging rules of one chain, without `-A CHAIN`. They act themselves only in a chain
+/// fwlog creates and when no kernel-log rule has to run after them.
+fn chain_rules(options: &RuleOptions, action: Action, created: bool) -> Vec<String> {
+    let target = if created && options.kernel_log_prefix.is_none() {
+        format!(" -j {}", action.target())
+    } else {
+        String::new()
+    };
     let mut rules: Vec<String> = CtState::ALL
         .iter()
         .map(|&state| {
             format!(
-                "-m conntrack --ctstate {} -m bpf --object-pinned {} -m comment --comment {RULE_COMMENT}",
+                "-m conntrack --ctstate {} -m bpf --object-pinned {}{target}",
                 state.iptables_name(),
                 pin_path(&options.pin_dir, action, state).display()
             )

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fwlog_common::event::Action;
 
-use super::RULE_COMMENT;
+use super::is_fwlog_rule;
 
 /// The filter table as `iptables-save -t filter` printed it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -94,17 +94,6 @@ impl FilterTable {
         script.push_str("COMMIT\n");
         Some(script)
     }
-}
-
-/// Whether a rule carries fwlog's comment (iptables-save may or may not quote it).
-fn is_fwlog_rule(spec: &str) -> bool {
-    let mut tokens = spec.split_whitespace();
-    while let Some(token) = tokens.next() {
-        if token == "--comment" {
-            return tokens.next().map(|c| c.trim_matches('"')) == Some(RULE_COMMENT);
-        }
-    }
-    false
 }
 
 fn jump_target(spec: &str) -> Option<&str> {

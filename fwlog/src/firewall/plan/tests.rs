@@ -21,14 +21,14 @@ fn fresh_table_gets_the_three_chains_and_the_jumps() {
 :LOG_AND_ACCEPT - [0:0]
 :LOG_AND_DROP - [0:0]
 :LOG_AND_REJECT - [0:0]
--A LOG_AND_ACCEPT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_new -m comment --comment fwlog
--A LOG_AND_ACCEPT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_related -m comment --comment fwlog
+-A LOG_AND_ACCEPT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_new -j ACCEPT
+-A LOG_AND_ACCEPT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_accept_related -j ACCEPT
 -A LOG_AND_ACCEPT -m comment --comment fwlog -j ACCEPT
--A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new -m comment --comment fwlog
--A LOG_AND_DROP -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related -m comment --comment fwlog
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related -j DROP
 -A LOG_AND_DROP -m comment --comment fwlog -j DROP
--A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_new -m comment --comment fwlog
--A LOG_AND_REJECT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_related -m comment --comment fwlog
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_new -j REJECT
+-A LOG_AND_REJECT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_reject_related -j REJECT
 -A LOG_AND_REJECT -m comment --comment fwlog -j REJECT
 -A INPUT -i wlan0 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
 -A INPUT -i wlan0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
@@ -52,8 +52,8 @@ fn existing_chain_gets_rules_inserted_on_top_and_keeps_its_action() {
     assert_eq!(
         drop_lines,
         [
-            "-I LOG_AND_DROP 1 -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new -m comment --comment fwlog",
-            "-I LOG_AND_DROP 2 -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related -m comment --comment fwlog",
+            "-I LOG_AND_DROP 1 -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new",
+            "-I LOG_AND_DROP 2 -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related",
             "-I LOG_AND_DROP 3 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG --log-prefix \"[FW-D]:\" --log-level 7",
         ]
     );
@@ -77,6 +77,24 @@ fn kernel_log_uses_the_article_prefixes() {
         );
         assert!(script.contains(&line), "missing {line}");
     }
+}
+
+#[test]
+fn with_the_kernel_log_the_logging_rules_leave_the_action_to_the_end_of_the_chain() {
+    let script = install_script(&options(true), &BTreeSet::new());
+    let drop_lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("-A LOG_AND_DROP "))
+        .collect();
+    assert_eq!(
+        drop_lines,
+        [
+            "-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_new",
+            "-A LOG_AND_DROP -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/4026531840/verdict_drop_related",
+            "-A LOG_AND_DROP -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG --log-prefix \"[FW-D]:\" --log-level 7",
+            "-A LOG_AND_DROP -m comment --comment fwlog -j DROP",
+        ]
+    );
 }
 
 #[test]

@@ -83,3 +83,27 @@ COMMIT
     assert!(!table.has_fwlog_rules());
     assert_eq!(table.removal_script(), None);
 }
+
+#[test]
+fn logging_rules_are_fwlog_by_their_pinned_program() {
+    let saved = "\
+*filter
+:INPUT ACCEPT [0:0]
+:LOG_AND_DROP - [0:0]
+-A INPUT -m bpf --object-pinned /sys/fs/bpf/fwlogger/verdict -j ACCEPT
+-A INPUT -m bpf --object-pinned /sys/fs/bpf/mine/fwlog/verdict -j ACCEPT
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m comment --comment fwlog -j DROP
+COMMIT
+";
+    let table = FilterTable::parse(saved);
+    let ours: Vec<&str> = table.fwlog_rules().map(|(_, spec)| spec.as_str()).collect();
+    assert_eq!(
+        ours,
+        [
+            "-m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP",
+            "-m comment --comment fwlog -j DROP",
+        ]
+    );
+    assert_eq!(table.fwlog_chains(), ["LOG_AND_DROP"]);
+}
