@@ -243,6 +243,29 @@ pub struct FlowScratch {
     pub stats: FlowStats,
 }
 
+/// A flow proposed by tc ingress and not yet in the table (one per CPU, `NEW_FLOW`).
+///
+/// Most inbound connection attempts on an exposed interface are refused, and a refused attempt
+/// is not kept as a flow. So tc ingress does not insert a new flow at once: it leaves it here,
+/// and the verdict program that runs next on this CPU (netfilter INPUT runs in the same softirq
+/// as tc ingress) inserts it when the packet is accepted and drops it when it is refused. A
+/// proposal that no verdict program took (the packet was accepted or dropped by a rule of the
+/// user's) is inserted by the next tc run on this CPU, as before.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlow {
+    pub key: FlowKey,
+    /// 1 while the proposal waits; 0 once it was inserted or dropped.
+    pub waiting: u8,
+    /// The side that sent the first packet.
+    pub side: u8,
+    pub _pad: [u8; 2],
+    pub stats: FlowStats,
+}
+
+const _: () = assert!(size_of::<NewFlow>() == 160);
+const _: () = assert!(offset_of!(NewFlow, stats) == 48);
+
 /// A verdict seen in OUTPUT, before the tc egress program creates the flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -278,6 +301,9 @@ unsafe impl aya::Pod for FlowStats {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowEndEvent {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for NewFlow {}
 
 impl FlowEndEvent {
     /// Reads a flow-end record from a ring-buffer item, if it is one and is whole.

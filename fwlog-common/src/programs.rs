@@ -8,8 +8,10 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// The flow table: [`crate::flow::FlowKey`] → [`crate::flow::FlowStats`] (LRU).
 pub const FLOWS_MAP: &str = "FLOWS";
-/// Length of the link-layer header per watched interface (`u32` ifindex → `u32` bytes).
-pub const LINK_HEADER_MAP: &str = "LINK_HEADER";
+/// Per-CPU [`crate::flow::NewFlow`]: an inbound flow tc ingress saw start, not yet in `FLOWS`.
+pub const NEW_FLOW_MAP: &str = "NEW_FLOW";
+/// Global (`u64`): bytes waiting in the ring at which a submit wakes the collector.
+pub const RING_WAKE_GLOBAL: &str = "RING_WAKE_BYTES";
 /// Global (`u8`): 1 when the flow table is in use, so the verdict programs update it.
 pub const FLOW_TRACKING_GLOBAL: &str = "FLOW_TRACKING";
 /// Socket cookie → [`crate::process::ProcessInfo`] (LRU), filled by the cgroup hooks.
@@ -23,9 +25,12 @@ pub const PROCESS_PROGRAMS: [&str; 4] = [
     "process_sendmsg4",
     "process_sendmsg6",
 ];
-/// The tc programs, on ingress and egress of every watched interface.
+/// The tc programs, on ingress and egress of every watched Ethernet-like interface.
 pub const FLOW_INGRESS_PROGRAM: &str = "flow_ingress";
 pub const FLOW_EGRESS_PROGRAM: &str = "flow_egress";
+/// The same for interfaces without a link-layer header (tun, WireGuard, PPP).
+pub const FLOW_INGRESS_L3_PROGRAM: &str = "flow_ingress_l3";
+pub const FLOW_EGRESS_L3_PROGRAM: &str = "flow_egress_l3";
 
 /// The socket-filter program that iptables' `-m bpf` match runs for `action` and `state`.
 ///

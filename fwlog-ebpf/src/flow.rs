@@ -19,12 +19,12 @@ use fwlog_common::{
     counters::{FLOWS_CREATED, FLOWS_ENDED, FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
     flow::{
         EndReason, FlowEndEvent, FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey,
-        EVENT_KIND_FLOW_END, FIN_A, FIN_B, FLOW_REPORTED, SEEN_EGRESS, SEEN_INGRESS, SIDE_A,
-        SIDE_B,
+        NewFlow, EVENT_KIND_FLOW_END, FIN_A, FIN_B, FLOW_REPORTED, SEEN_EGRESS, SEEN_INGRESS,
+        SIDE_A, SIDE_B,
     },
     packet::{
-        is_icmp_error, parse_ip_into, parse_quoted_into, PacketReader, IPPROTO_TCP, IPPROTO_UDP,
-        NO_L4, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
+        is_icmp_error, parse_ip_into, parse_quoted_into, PacketInfo, PacketReader, IPPROTO_TCP,
+        IPPROTO_UDP, NO_L4, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
     },
     process::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
 };
@@ -32,14 +32,16 @@ use fwlog_common::{
 use crate::{
     atomic::{add_u64, fetch_or_u64},
     maps::{
-        count, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, LINK_HEADER, PENDING_VERDICTS,
+        count, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, NEW_FLOW, PENDING_VERDICTS,
         SOCKETS,
     },
     memory::zero_words,
     skb::TcReader,
 };
 
-const ETHERNET_HEADER: u32 = 14;
+const ETHERNET_HEADER: usize = 14;
+/// Interfaces without a link-layer header (tun, WireGuard, PPP): the IP header comes first.
+const NO_LINK_HEADER: usize = 0;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -60,20 +62,44 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
+// One program per direction and link-layer kind (fixed at build time: a lookup per packet of
+// each interface's header length cost more than the rest of a new flow's parse).
+
 #[classifier]
 pub fn flow_ingress(ctx: TcContext) -> i32 {
-    track(&ctx, SEEN_INGRESS);
+    track(&ctx, SEEN_INGRESS, ETHERNET_HEADER);
     TC_ACT_UNSPEC
 }
 
 #[classifier]
 pub fn flow_egress(ctx: TcContext) -> i32 {
-    track(&ctx, SEEN_EGRESS);
+    track(&ctx, SEEN_EGRESS, ETHERNET_HEADER);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn flow_ingress_l3(ctx: TcContext) -> i32 {
+    track(&ctx, SEEN_INGRESS, NO_LINK_HEADER);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn flow_egress_l3(ctx: TcContext) -> i32 {
+    track(&ctx, SEEN_EGRESS, NO_LINK_HEADER);
     TC_ACT_UNSPEC
 }
 
 #[inline(always)]
-fn track(ctx: &TcContext, seen: u8) {
+fn track(ctx: &TcContext, seen: u8, link_header: usize) {
+    // A flow proposed by an earlier packet on this CPU that no verdict program took: insert it
+    // before this packet, which may belong to it, is counted.
+    if let Some(proposal) = NEW_FLOW.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry; nothing else runs on this CPU while we do.
+        let proposal = unsafe { &mut *proposal };
+        if proposal.waiting != 0 {
+            insert_new_flow(proposal);
+        }
+    }
     let Some(scratch) = FLOW_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -83,7 +109,7 @@ fn track(ctx: &TcContext, seen: u8) {
     // SAFETY: fields of the program's own context, readable from tc programs.
     let (ifindex, skb_len) = unsafe { ((*skb).ifindex, (*skb).len) };
     let reader = TcReader(ctx);
-    let Some(l3_offset) = ip_offset(&reader, ifindex) else {
+    let Some(l3_offset) = ip_offset(&reader, link_header) else {
         return; // ARP, LLDP, …: not IP, not a flow.
     };
     let Ok(l4_offset) = parse_ip_into(&reader, l3_offset, &mut scratch.packet) else {
@@ -121,19 +147,22 @@ fn track(ctx: &TcContext, seen: u8) {
     let side = scratch.key.set_from(&scratch.packet, ifindex);
     let is_tcp = scratch.packet.proto == IPPROTO_TCP;
     let tcp_flags = if is_tcp { scratch.packet.tcp_flags } else { 0 };
-    if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
+    let opens = !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if seen == SEEN_INGRESS && is_tcp && opens {
+        // A SYN opens a connection, so there is no flow to look up (a retransmitted SYN's
+        // flow exists: inserting the proposal finds it and counts the packet to it).
+        propose_flow(scratch, side, ip_bytes, now);
+    } else if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
         add_packet(stats, side, ip_bytes, now, tcp_flags);
         if is_tcp {
             end_tcp_if_closed(&scratch.key, stats, side, tcp_flags);
         }
-    } else if !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        scratch.socket_cookie = if seen == SEEN_EGRESS {
-            // SAFETY: helper call on the program's own context.
-            unsafe { bpf_get_socket_cookie(skb.cast()) }
-        } else {
-            0
-        };
-        start_flow(scratch, side, seen, ip_bytes, now);
+    } else if opens && seen == SEEN_INGRESS {
+        propose_flow(scratch, side, ip_bytes, now);
+    } else if opens {
+        // SAFETY: helper call on the program's own context.
+        scratch.socket_cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+        start_outbound_flow(scratch, side, ip_bytes, now);
     }
     // Else: TCP in the middle of a connection that predates fwlog; not a new flow.
 
@@ -152,13 +181,9 @@ fn track(ctx: &TcContext, seen: u8) {
 /// Where the IP header starts: after the Ethernet header and up to two VLAN tags, or at 0 on
 /// interfaces without a link-layer header. `None` for non-IP frames.
 #[inline(always)]
-fn ip_offset(reader: &TcReader, ifindex: u32) -> Option<usize> {
-    // SAFETY: the value is copied out at once.
-    let link_header = unsafe { LINK_HEADER.get(&ifindex) }
-        .copied()
-        .unwrap_or(ETHERNET_HEADER);
-    if link_header != ETHERNET_HEADER {
-        return Some(link_header as usize);
+fn ip_offset(reader: &TcReader, link_header: usize) -> Option<usize> {
+    if link_header == NO_LINK_HEADER {
+        return Some(0);
     }
     let ethertype: [u8; 2] = reader.read(12)?;
     let mut ethertype = u16::from_be_bytes(ethertype);
@@ -226,10 +251,117 @@ fn attach_icmp_error(
     true
 }
 
+/// The first packet of an inbound flow: proposed to the verdict program that runs next on this
+/// CPU rather than inserted (see [`NewFlow`]). The caller has emptied the proposal slot.
 #[inline(never)]
-fn start_flow(scratch: &mut FlowScratch, side: u8, seen: u8, ip_bytes: u64, now: u64) {
-    let packet = &scratch.packet;
+fn propose_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: u64) {
+    let Some(proposal) = NEW_FLOW.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's entry; nothing else runs on this CPU while we do.
+    let proposal = unsafe { &mut *proposal };
+    first_packet_stats(
+        &mut proposal.stats,
+        &scratch.packet,
+        side,
+        SEEN_INGRESS,
+        ip_bytes,
+        now,
+    );
+    proposal.key = scratch.key;
+    proposal.side = side;
+    proposal.waiting = 1;
+}
+
+/// Puts a proposed flow into the table (or, when another CPU created it meanwhile, counts its
+/// packet to that one), and empties the proposal slot.
+#[inline(never)]
+pub fn insert_new_flow(proposal: &mut NewFlow) {
+    proposal.waiting = 0;
+    match FLOWS.insert(&proposal.key, &proposal.stats, BPF_NOEXIST as u64) {
+        Ok(()) => count(FLOWS_CREATED),
+        Err(_) => {
+            if let Some(existing) = FLOWS.get_ptr_mut(&proposal.key) {
+                let side = proposal.side;
+                // A proposal inserted late must not move the flow's last packet back in time.
+                // SAFETY: a live map value; a plain read of a field only ever stored whole.
+                let last_ns = unsafe { (*existing).last_ns }.max(proposal.stats.first_ns);
+                add_packet(
+                    existing,
+                    side,
+                    proposal.stats.bytes[side as usize & 1],
+                    last_ns,
+                    proposal.stats.tcp_flags as u8,
+                );
+            }
+        }
+    }
+}
+
+/// Whether two keys are the same, a word at a time (`==` on the address arrays would be a
+/// `bcmp` call, which eBPF does not have).
+#[inline(always)]
+pub fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+    const WORDS: usize = core::mem::size_of::<FlowKey>() / 4;
+    let a = (a as *const FlowKey).cast::<u32>();
+    let b = (b as *const FlowKey).cast::<u32>();
+    let mut differ = 0;
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: `i` stays within the two keys, which are 4-aligned (they hold a u32).
+        differ |= unsafe { *a.add(i) ^ *b.add(i) };
+        i += 1;
+    }
+    differ == 0
+}
+
+/// The first packet of an outbound flow: OUTPUT ran before tc egress, so its verdict is
+/// waiting in `PENDING_VERDICTS`, and the flow goes into the table at once.
+#[inline(never)]
+fn start_outbound_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: u64) {
+    first_packet_stats(
+        &mut scratch.stats,
+        &scratch.packet,
+        side,
+        SEEN_EGRESS,
+        ip_bytes,
+        now,
+    );
     let stats = &mut scratch.stats;
+    if scratch.socket_cookie != 0 {
+        // SAFETY: the value is copied out at once.
+        if let Some(process) = unsafe { SOCKETS.get(&scratch.socket_cookie) } {
+            stats.process = *process;
+        }
+    }
+    scratch.pending = scratch.key.on_interface(0);
+    // SAFETY: the value is copied out at once.
+    if let Some(verdict) = unsafe { PENDING_VERDICTS.get(&scratch.pending) }.copied() {
+        stats.action = verdict.action;
+        stats.ct_state = verdict.ct_state;
+        let _ = PENDING_VERDICTS.remove(&scratch.pending);
+    }
+    match FLOWS.insert(&scratch.key, &scratch.stats, BPF_NOEXIST as u64) {
+        Ok(()) => count(FLOWS_CREATED),
+        // Another CPU created it a moment ago: count the packet to that one.
+        Err(_) => {
+            if let Some(existing) = FLOWS.get_ptr_mut(&scratch.key) {
+                add_packet(existing, side, ip_bytes, now, scratch.packet.tcp_flags);
+            }
+        }
+    }
+}
+
+/// A new flow's counters after its first packet.
+#[inline(always)]
+fn first_packet_stats(
+    stats: &mut FlowStats,
+    packet: &PacketInfo,
+    side: u8,
+    seen: u8,
+    ip_bytes: u64,
+    now: u64,
+) {
     zero_words(stats);
     stats.first_ns = now;
     stats.last_ns = now;
@@ -241,31 +373,6 @@ fn start_flow(scratch: &mut FlowScratch, side: u8, seen: u8, ip_bytes: u64, now:
     if packet.flags & PKT_HAS_ICMP != 0 {
         stats.icmp_type = packet.icmp_type;
         stats.icmp_code = packet.icmp_code;
-    }
-    if scratch.socket_cookie != 0 {
-        // SAFETY: the value is copied out at once.
-        if let Some(process) = unsafe { SOCKETS.get(&scratch.socket_cookie) } {
-            stats.process = *process;
-        }
-    }
-    if seen == SEEN_EGRESS {
-        // OUTPUT ran before us and could not know the interface: take its verdict.
-        scratch.pending = scratch.key.on_interface(0);
-        // SAFETY: the value is copied out at once.
-        if let Some(verdict) = unsafe { PENDING_VERDICTS.get(&scratch.pending) }.copied() {
-            stats.action = verdict.action;
-            stats.ct_state = verdict.ct_state;
-            let _ = PENDING_VERDICTS.remove(&scratch.pending);
-        }
-    }
-    match FLOWS.insert(&scratch.key, &scratch.stats, BPF_NOEXIST as u64) {
-        Ok(()) => count(FLOWS_CREATED),
-        // Another CPU created it a moment ago: count the packet to that one.
-        Err(_) => {
-            if let Some(existing) = FLOWS.get_ptr_mut(&scratch.key) {
-                add_packet(existing, side, ip_bytes, now, scratch.packet.tcp_flags);
-            }
-        }
     }
 }
 

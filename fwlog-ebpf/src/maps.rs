@@ -1,16 +1,13 @@
 //! Every map of the object. The user side may resize them before loading.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_NO_COMMON_LRU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        BPF_RB_RING_SIZE,
-    },
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
 };
 use fwlog_common::{
     counters::COUNTER_SLOTS,
-    flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, PendingVerdict},
+    flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, NewFlow, PendingVerdict},
     process::ProcessInfo,
 };
 
@@ -50,9 +47,23 @@ pub static FLOW_SCRATCH: PerCpuArray<FlowScratch> = PerCpuArray::with_max_entrie
 #[map]
 pub static SOCKETS: LruHashMap<u64, ProcessInfo> = LruHashMap::with_max_entries(65_536, 0);
 
-/// Link-layer header length per watched interface (0 for tun/WireGuard-like devices).
+/// The flow tc ingress saw start on this CPU, until a verdict program or the next tc run takes
+/// it (see [`NewFlow`]).
 #[map]
-pub static LINK_HEADER: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+pub static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Records submitted on this CPU since it last woke the collector.
+#[map]
+static SUBMITS_SINCE_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// While the ring holds more than [`RING_WAKE_BYTES`], each CPU wakes the collector once per
+/// this many records.
+const SUBMITS_PER_WAKEUP: u64 = 1024;
+
+/// Bytes waiting in the ring from which submits wake the collector: an eighth of the ring. The
+/// user side sets it at load time with the ring's size.
+#[no_mangle]
+static RING_WAKE_BYTES: u64 = (DEFAULT_RING_BYTES / 8) as u64;
 
 /// Adds one to a per-CPU counter (no atomics needed: the slot belongs to this CPU and BPF
 /// programs do not migrate while running).
@@ -65,16 +76,30 @@ pub fn count(index: u32) {
 }
 
 /// Flags for submitting a ring-buffer record: wake the collector only once the ring is an
-/// eighth full. Waking it for every record costs a self-IPI per event (irq_work, a VM exit on
-/// virtual machines) and was most of the per-flow cost in `cargo xtask bench`; the collector
-/// reads the ring on its own timer (every 20 ms) anyway.
+/// eighth full, and then once per [`SUBMITS_PER_WAKEUP`] records of a CPU. A wakeup costs a
+/// self-IPI (irq_work, a VM exit on virtual machines): one per record was most of the per-flow
+/// cost in `cargo xtask bench`, at low rates (the kernel's default wakes a consumer that has
+/// caught up, which at low rates is every time) and at high ones (forcing a wakeup for every
+/// record while the ring was more than an eighth full). The collector also reads the ring on
+/// its own timer (every 20 ms), so a wakeup that is not sent delays records, never loses them.
 #[inline(always)]
 pub fn submit_flags() -> u64 {
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if pending >= size / 8 {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
+    // SAFETY: a global the loader sets; read volatile so it is not folded at build time.
+    if pending < unsafe { core::ptr::read_volatile(&RING_WAKE_BYTES) } {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    let Some(submits) = SUBMITS_SINCE_WAKEUP.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
+    unsafe {
+        if *submits == 0 {
+            *submits = SUBMITS_PER_WAKEUP - 1;
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            *submits -= 1;
+            BPF_RB_NO_WAKEUP as u64
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{HashMap, MapData};
-use fwlog_common::flow::{EndReason, FlowKey, FlowStats};
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use fwlog_common::flow::{EndReason, FlowKey, FlowStats, NewFlow};
 
 /// A flow that ended, with why.
 pub struct EndedFlow {
@@ -21,6 +21,9 @@ const ROOM_TARGET: f64 = 0.75;
 
 pub struct FlowTable {
     map: HashMap<MapData, FlowKey, FlowStats>,
+    /// Per CPU, the inbound flow tc ingress saw start and no verdict program or later packet
+    /// has put into the table yet (see [`NewFlow`]); read at exit.
+    new_flows: Option<PerCpuArray<MapData, NewFlow>>,
     capacity: u32,
     idle_ns: u64,
     sweep_every: Duration,
@@ -32,9 +35,15 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    pub fn new(map: HashMap<MapData, FlowKey, FlowStats>, capacity: u32, idle: Duration) -> Self {
+    pub fn new(
+        map: HashMap<MapData, FlowKey, FlowStats>,
+        new_flows: Option<PerCpuArray<MapData, NewFlow>>,
+        capacity: u32,
+        idle: Duration,
+    ) -> Self {
         FlowTable {
             map,
+            new_flows,
             capacity,
             idle_ns: idle.as_nanos() as u64,
             // Often enough that idle flows are reported within a quarter of the timeout,
@@ -75,14 +84,41 @@ impl FlowTable {
         Ok(())
     }
 
-    /// Ends every flow still in the table (fwlog is stopping; the tc programs are detached).
+    /// Ends every flow still in the table, and those still waiting to go in (fwlog is
+    /// stopping; the rules and the tc programs are gone, so nothing changes them meanwhile).
     pub fn flush(&mut self, ended: &mut Vec<EndedFlow>) -> Result<()> {
-        let all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
-        for (key, stats) in all {
-            self.end(key, stats, EndReason::Exit, ended)?;
+        let mut all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
+        let in_table = all.len();
+        for proposal in self.waiting_new_flows()? {
+            match all.iter_mut().find(|(key, _)| *key == proposal.key) {
+                Some((_, stats)) => add_first_packet(stats, &proposal),
+                None => all.push((proposal.key, proposal.stats)),
+            }
+        }
+        for (index, (key, stats)) in all.into_iter().enumerate() {
+            if index < in_table {
+                self.end(key, stats, EndReason::Exit, ended)?;
+            } else {
+                ended.push(EndedFlow {
+                    key,
+                    stats,
+                    reason: EndReason::Exit,
+                });
+            }
         }
         self.tracked = 0;
         Ok(())
+    }
+
+    /// The flows proposed on each CPU that are still waiting.
+    fn waiting_new_flows(&self) -> Result<Vec<NewFlow>> {
+        let Some(new_flows) = &self.new_flows else {
+            return Ok(Vec::new());
+        };
+        let per_cpu = new_flows
+            .get(&0, 0)
+            .context("reading the flows waiting to enter the flow table")?;
+        Ok(per_cpu.iter().filter(|p| p.waiting != 0).copied().collect())
     }
 
     /// Flows the kernel's LRU dropped without anyone seeing them end: every flow it created was
@@ -109,6 +145,16 @@ impl FlowTable {
             Err(error) => Err(error).context("removing a flow from the flow table"),
         }
     }
+}
+
+/// Counts a waiting proposal's first packet to the flow the table holds under the same key
+/// (another CPU created it meanwhile), as the kernel would have when inserting the proposal.
+fn add_first_packet(stats: &mut FlowStats, proposal: &NewFlow) {
+    let side = usize::from(proposal.side & 1);
+    stats.pkts[side] += proposal.stats.pkts[side];
+    stats.bytes[side] += proposal.stats.bytes[side];
+    stats.tcp_flags |= proposal.stats.tcp_flags;
+    stats.first_ns = stats.first_ns.min(proposal.stats.first_ns);
 }
 
 fn is_not_found(error: &aya::maps::MapError) -> bool {

@@ -20,8 +20,8 @@ use fwlog_common::{
     event::{Action, CtState},
     programs::{
         verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP,
-        FLOW_EGRESS_PROGRAM, FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, LINK_HEADER_MAP,
-        PROCESS_PROGRAMS,
+        FLOW_EGRESS_L3_PROGRAM, FLOW_EGRESS_PROGRAM, FLOW_INGRESS_L3_PROGRAM, FLOW_INGRESS_PROGRAM,
+        FLOW_TRACKING_GLOBAL, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
     },
 };
 
@@ -46,10 +46,12 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let kernel_log_level = log::max_level() as u8;
     let flow_tracking = u8::from(options.flow_table.is_some());
     let dns_capture = u8::from(options.dns && options.flow_table.is_some());
+    let ring_wake_bytes = u64::from(options.ring_bytes / 8);
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(EVENTS_MAP, options.ring_bytes)
         .override_global(aya_log::LEVEL, &kernel_log_level, false)
+        .override_global(RING_WAKE_GLOBAL, &ring_wake_bytes, true)
         .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true)
         .override_global(DNS_CAPTURE_GLOBAL, &dns_capture, true);
     if let Some(entries) = options.flow_table {
@@ -71,13 +73,6 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
                 .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
         }
     }
-    if options.flow_table.is_some() {
-        for name in [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM] {
-            classifier(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
-        }
-    }
     Ok(ebpf)
 }
 
@@ -87,27 +82,27 @@ pub struct FlowAttachments {
     links: Vec<(&'static str, SchedClassifierLinkId)>,
 }
 
-/// Attaches the flow programs on ingress and egress of every interface, and tells them how long
-/// each interface's link-layer header is.
+/// Loads and attaches the flow programs on ingress and egress of every interface: those for
+/// Ethernet-like interfaces, or those for interfaces without a link-layer header.
 pub fn attach_flow_programs(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<FlowAttachments> {
-    let mut link_header: aya::maps::HashMap<_, u32, u32> = aya::maps::HashMap::try_from(
-        ebpf.map_mut(LINK_HEADER_MAP)
-            .context("the eBPF object has no LINK_HEADER map")?,
-    )?;
-    for interface in interfaces {
-        let index = nix::net::if_::if_nametoindex(interface.as_str())
-            .with_context(|| format!("looking up interface {interface}"))?;
-        link_header
-            .insert(index, link_header_len(interface), 0)
-            .context("configuring the flow programs")?;
-    }
     let mut attachments = FlowAttachments { links: Vec::new() };
     for interface in interfaces {
-        for (name, attach_type) in [
-            (FLOW_INGRESS_PROGRAM, TcAttachType::Ingress),
-            (FLOW_EGRESS_PROGRAM, TcAttachType::Egress),
-        ] {
-            let link = classifier(ebpf, name)?
+        let programs = if has_link_header(interface) {
+            [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM]
+        } else {
+            [FLOW_INGRESS_L3_PROGRAM, FLOW_EGRESS_L3_PROGRAM]
+        };
+        for (name, attach_type) in programs
+            .into_iter()
+            .zip([TcAttachType::Ingress, TcAttachType::Egress])
+        {
+            let program = classifier(ebpf, name)?;
+            if program.fd().is_err() {
+                program
+                    .load()
+                    .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
+            }
+            let link = program
                 .attach(interface, attach_type)
                 .with_context(|| format!("attaching {name} to {interface}"))?;
             attachments.links.push((name, link));
@@ -199,16 +194,13 @@ fn sock_addr_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Cgrou
         .with_context(|| format!("{name} is not a cgroup/sock_addr program"))
 }
 
-/// Ethernet-like devices carry a 14-byte header at tc; tun, WireGuard and other devices of
-/// type ARPHRD_NONE (65534) start with the IP header (include/uapi/linux/if_arp.h).
-fn link_header_len(interface: &str) -> u32 {
+/// Ethernet-like devices (and loopback) carry a 14-byte header at tc; tun, WireGuard and other
+/// devices of type ARPHRD_NONE (65534) start with the IP header (include/uapi/linux/if_arp.h).
+fn has_link_header(interface: &str) -> bool {
     const ARPHRD_ETHER: &str = "1";
+    const ARPHRD_LOOPBACK: &str = "772";
     let kind = fs::read_to_string(format!("/sys/class/net/{interface}/type")).unwrap_or_default();
-    if kind.trim() == ARPHRD_ETHER || kind.trim().is_empty() {
-        14
-    } else {
-        0
-    }
+    matches!(kind.trim(), ARPHRD_ETHER | ARPHRD_LOOPBACK | "")
 }
 
 /// Pins every verdict program under `pin_dir`.

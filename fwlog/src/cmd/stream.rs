@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, Map, PerCpuArray, RingBuf};
-use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP};
+use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, NEW_FLOW_MAP};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -36,6 +36,9 @@ pub struct CollectorMaps {
     pub events: Map,
     pub counters: Map,
     pub flows: Option<Map>,
+    /// Flows proposed by tc ingress and not in the table yet; only for a setup this process
+    /// loaded (it flushes them at exit).
+    pub new_flows: Option<Map>,
 }
 
 impl CollectorMaps {
@@ -45,6 +48,7 @@ impl CollectorMaps {
             events: ebpf.take_map(EVENTS_MAP).context("no EVENTS map")?,
             counters: ebpf.take_map(COUNTERS_MAP).context("no COUNTERS map")?,
             flows: ebpf.take_map(FLOWS_MAP),
+            new_flows: ebpf.take_map(NEW_FLOW_MAP),
         })
     }
 
@@ -56,6 +60,7 @@ impl CollectorMaps {
             flows: loader::open_pinned_map(pin_dir, FLOWS_MAP)
                 .ok()
                 .map(Map::LruHashMap),
+            new_flows: None,
         })
     }
 }
@@ -99,8 +104,14 @@ pub fn collector(
             }
             .unwrap_or(settings.flow_table_size);
             let map = HashMap::try_from(map).context("opening the FLOWS map")?;
+            let new_flows = maps
+                .new_flows
+                .map(PerCpuArray::try_from)
+                .transpose()
+                .context("opening the NEW_FLOW map")?;
             Some(FlowTable::new(
                 map,
+                new_flows,
                 capacity,
                 Duration::from_secs(settings.idle_timeout),
             ))
