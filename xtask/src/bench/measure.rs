@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::netns::NetNs;
 use crate::cmd;
 
-/// The chain whose final `-j DROP` rule every flood packet passes, in every mode.
+/// The chain that drops every flood packet, in every mode.
 pub const DROP_CHAIN: &str = "LOG_AND_DROP";
 
 /// Machine-wide CPU time from the `cpu` line of /proc/stat, in clock ticks.
@@ -115,7 +115,8 @@ pub fn ticks_per_second() -> u64 {
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
-/// Packets counted so far by the `-j DROP` rule that ends `LOG_AND_DROP` in `host`.
+/// Packets dropped so far by `LOG_AND_DROP` in `host` (by its final `-j DROP` rule, or, in
+/// fwlog's chain, by the logging rules that drop themselves).
 pub fn chain_packets(host: &NetNs) -> Result<u64> {
     let saved = host.output("iptables-save", &["-c", "-t", "filter"])?;
     parse_chain_drop_packets(&saved, DROP_CHAIN).with_context(|| {
@@ -126,7 +127,8 @@ pub fn chain_packets(host: &NetNs) -> Result<u64> {
     })
 }
 
-/// The packet count of the last `-j DROP` rule of `chain` in `iptables-save -c` output.
+/// The packets of every `-j DROP` rule of `chain` in `iptables-save -c` output, added up (a
+/// packet is dropped by one of them); `None` when the chain has no such rule.
 pub fn parse_chain_drop_packets(saved: &str, chain: &str) -> Option<u64> {
     let append = format!("-A {chain} ");
     saved
@@ -135,9 +137,9 @@ pub fn parse_chain_drop_packets(saved: &str, chain: &str) -> Option<u64> {
             let (counters, rule) = line.strip_prefix('[')?.split_once("] ")?;
             let is_drop = rule.starts_with(&append) && rule.trim_end().ends_with("-j DROP");
             let (packets, _bytes) = counters.split_once(':')?;
-            is_drop.then(|| packets.parse().ok()).flatten()
+            is_drop.then(|| packets.parse::<u64>().ok()).flatten()
         })
-        .next_back()
+        .reduce(|total, packets| total + packets)
 }
 
 /// conntrack's entry count in `host` (dropped NEW packets should leave none).
@@ -272,11 +274,12 @@ mod tests {
 :LOG_AND_DROP - [0:0]
 [5:300] -A INPUT -i fwbh1 ! -p tcp -m conntrack --ctstate NEW,RELATED -j LOG_AND_DROP
 [5:300] -A LOG_AND_DROP -m conntrack --ctstate NEW,RELATED -j LOG --log-prefix \"[OY-D]:\" --log-level 7
+[1000:60000] -A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
 [123456:7890] -A LOG_AND_DROP -m comment --comment fwlog -j DROP
 [9:9] -A LOG_AND_REJECT -j DROP
 COMMIT
 ";
-        assert_eq!(parse_chain_drop_packets(saved, DROP_CHAIN), Some(123_456));
+        assert_eq!(parse_chain_drop_packets(saved, DROP_CHAIN), Some(124_456));
         assert_eq!(
             parse_chain_drop_packets("*filter\nCOMMIT\n", DROP_CHAIN),
             None

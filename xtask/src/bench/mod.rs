@@ -43,7 +43,11 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "25k,100k,max")]
     rates: Vec<Rate>,
     /// Logging setups to compare, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "none,log,nflog,fwlog")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,floor,log,nflog,fwlog"
+    )]
     modes: Vec<Mode>,
     /// Kinds of connection attempt.
     #[arg(long, value_delimiter = ',', default_value = "udp,tcp")]
@@ -219,7 +223,7 @@ fn prepare_modes(options: &Options) -> (Tools, Vec<(Mode, String)>) {
     let mut skipped = Vec::new();
     for &mode in &options.modes {
         let ready = match mode {
-            Mode::None => Ok(()),
+            Mode::None | Mode::Floor => Ok(()),
             Mode::Log => modes::kmsg::check_available(),
             Mode::Nflog => modes::ulogd::ensure_installed(!options.no_install)
                 .map(|ulogd| tools.ulogd = Some(ulogd)),
@@ -457,7 +461,7 @@ mod tests {
         assert_eq!(options.flows, 200_000);
         assert_eq!(
             options.modes,
-            [Mode::None, Mode::Log, Mode::Nflog, Mode::Fwlog]
+            [Mode::None, Mode::Floor, Mode::Log, Mode::Nflog, Mode::Fwlog]
         );
         assert_eq!(options.protos, [Proto::Udp, Proto::Tcp]);
         assert_eq!(options.rates.len(), 3);

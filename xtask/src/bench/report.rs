@@ -30,7 +30,7 @@ pub struct Measurement {
     pub refused: u64,
     pub flood_end: FloodEnd,
     pub send_secs: f64,
-    /// Flows counted by the `-j DROP` rule that ends LOG_AND_DROP.
+    /// Flows dropped by LOG_AND_DROP (its `-j DROP` rules' counters).
     pub reached: u64,
     /// Events the consumer delivered; `None` in the `none` mode.
     pub events: Option<u64>,
@@ -138,7 +138,7 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(text, "\n- `{}` skipped: {reason}", mode.as_str());
     }
     text.push_str(
-        "\nloss: flows counted by LOG_AND_DROP's final DROP rule that the consumer did not \
+        "\nloss: flows dropped by LOG_AND_DROP (its DROP rules' counters) that the consumer did not \
          deliver. CPU from tick-based /proc accounting: sender = the flood thread, whose \
          syscalls run the host's receive path (netfilter and the logging rule) in softirq; \
          softirq = all CPUs (/proc/stat); consumer = fwlog, ulogd or the bench's /dev/kmsg \

@@ -26,6 +26,9 @@ use super::{
 pub const LOG_PREFIX_DROP: &str = "[OY-D]:";
 /// The NFLOG group ulogd listens on.
 pub const NFLOG_GROUP: u16 = 5;
+/// The floor mode's classic BPF program, as `-m bpf --bytecode` takes it: one instruction,
+/// `ret #1` (BPF_RET|BPF_K = 6): every packet matches.
+const FLOOR_PROGRAM: &str = "1,6 0 0 1";
 /// Tag of the rules the bench installs itself.
 const RULE_COMMENT: &str = "fwlog-bench";
 /// What fwlog installs (plan.rs): three chains, each logging NEW and RELATED, then acting.
@@ -42,6 +45,10 @@ const CONNECTION_ATTEMPTS: [&str; 2] = ["-p tcp --syn", "! -p tcp"];
 pub enum Mode {
     /// The chains and jumps, no logging: the kernel path's ceiling.
     None,
+    /// fwlog's logging rules (conntrack state, `-m bpf`, the action) running a one-instruction
+    /// classic BPF program that matches and records nothing: the least any `-m bpf` logger
+    /// costs, with no program work, ring buffer or flow table.
+    Floor,
     /// `-j LOG` (printk), read back from /dev/kmsg.
     Log,
     /// `-j NFLOG --nflog-group 5`, written as JSON by ulogd2.
@@ -54,6 +61,7 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::None => "none",
+            Mode::Floor => "floor",
             Mode::Log => "log",
             Mode::Nflog => "nflog",
             Mode::Fwlog => "fwlog",
@@ -68,7 +76,7 @@ impl Mode {
             Mode::Nflog => Some(format!(
                 "-j NFLOG --nflog-group {NFLOG_GROUP} --nflog-prefix \"{prefix}\""
             )),
-            Mode::None | Mode::Fwlog => None,
+            Mode::None | Mode::Floor | Mode::Fwlog => None,
         }
     }
 }
@@ -84,6 +92,14 @@ pub fn rules_script(mode: Mode, host_if: &str) -> Option<String> {
         let _ = writeln!(script, ":{chain} - [0:0]");
     }
     for (chain, target, letter) in CHAINS {
+        if mode == Mode::Floor {
+            for state in ["NEW", "RELATED"] {
+                let _ = writeln!(
+                    script,
+                    "-A {chain} -m conntrack --ctstate {state} -m bpf --bytecode \"{FLOOR_PROGRAM}\" -j {target}"
+                );
+            }
+        }
         if let Some(rule) = mode.logging_rule(letter) {
             let _ = writeln!(
                 script,
@@ -209,7 +225,7 @@ impl<'n> Session<'n> {
             log_all_netns: None,
         };
         match mode {
-            Mode::None => {}
+            Mode::None | Mode::Floor => {}
             Mode::Log => {
                 session.log_all_netns = Some(kmsg::LogAllNetns::enable()?);
                 session.consumer = Consumer::Kmsg(KmsgReader::start(LOG_PREFIX_DROP)?);
@@ -390,6 +406,23 @@ COMMIT
         let nflog = rules_script(Mode::Nflog, "h").expect("nflog installs rules");
         assert!(nflog.contains("-j NFLOG --nflog-group 5 --nflog-prefix \"[OY-D]:\"\n"));
         assert_eq!(rules_script(Mode::Fwlog, "h"), None);
+    }
+
+    #[test]
+    fn floor_runs_a_program_that_matches_in_fwlogs_place() {
+        let floor = rules_script(Mode::Floor, "h").expect("floor installs rules");
+        let drop_rules: Vec<&str> = floor
+            .lines()
+            .filter(|line| line.starts_with("-A LOG_AND_DROP "))
+            .collect();
+        assert_eq!(
+            drop_rules,
+            [
+                "-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --bytecode \"1,6 0 0 1\" -j DROP",
+                "-A LOG_AND_DROP -m conntrack --ctstate RELATED -m bpf --bytecode \"1,6 0 0 1\" -j DROP",
+                "-A LOG_AND_DROP -m comment --comment fwlog-bench -j DROP",
+            ]
+        );
     }
 
     #[test]
