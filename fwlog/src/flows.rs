@@ -87,25 +87,23 @@ impl FlowTable {
     /// Ends every flow still in the table, and those still waiting to go in (fwlog is
     /// stopping; the rules and the tc programs are gone, so nothing changes them meanwhile).
     pub fn flush(&mut self, ended: &mut Vec<EndedFlow>) -> Result<()> {
-        let mut all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
-        let in_table = all.len();
+        let mut in_table: Vec<(FlowKey, FlowStats)> =
+            self.map.iter().filter_map(|e| e.ok()).collect();
+        let mut not_in_table = Vec::new();
         for proposal in self.waiting_new_flows()? {
-            match all.iter_mut().find(|(key, _)| *key == proposal.key) {
+            match in_table.iter_mut().find(|(key, _)| *key == proposal.key) {
                 Some((_, stats)) => add_first_packet(stats, &proposal),
-                None => all.push((proposal.key, proposal.stats)),
-            }
-        }
-        for (index, (key, stats)) in all.into_iter().enumerate() {
-            if index < in_table {
-                self.end(key, stats, EndReason::Exit, ended)?;
-            } else {
-                ended.push(EndedFlow {
-                    key,
-                    stats,
+                None => not_in_table.push(EndedFlow {
+                    key: proposal.key,
+                    stats: proposal.stats,
                     reason: EndReason::Exit,
-                });
+                }),
             }
         }
+        for (key, stats) in in_table {
+            self.end(key, stats, EndReason::Exit, ended)?;
+        }
+        ended.append(&mut not_in_table);
         self.tracked = 0;
         Ok(())
     }

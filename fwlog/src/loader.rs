@@ -41,7 +41,8 @@ pub struct LoadOptions {
     pub processes: bool,
 }
 
-/// Loads the object with the chosen map sizes and loads (verifies) every program it will use.
+/// Loads the object with the chosen map sizes and loads (verifies) every program it will use,
+/// except the tc programs, which [`attach_flow_programs`] loads for the interfaces' link type.
 pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let kernel_log_level = log::max_level() as u8;
     let flow_tracking = u8::from(options.flow_table.is_some());
