@@ -194,31 +194,30 @@ fn parse_l3<R: PacketReader + ?Sized>(
     info: &mut PacketInfo,
 ) -> Result<usize, ParseError> {
     info.clear();
-    let first: [u8; 1] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    // Every IP header is at least 20 bytes: one read (a helper call in the eBPF programs)
+    // gives the version and, for IPv4, all the fields used.
+    let first: [u8; 20] = packet.read(offset).ok_or(ParseError::Truncated)?;
     match first[0] >> 4 {
-        4 => parse_ipv4(packet, offset, info),
-        6 => parse_ipv6(packet, offset, info),
+        4 => parse_ipv4(&first, offset, info),
+        6 => parse_ipv6(packet, &first, offset, info),
         _ => Err(ParseError::UnknownVersion),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4<R: PacketReader + ?Sized>(
-    packet: &R,
+fn parse_ipv4(
+    header: &[u8; 20],
     offset: usize,
     info: &mut PacketInfo,
 ) -> Result<usize, ParseError> {
-    // Read in pieces rather than as one array, for the same reason as above.
-    let header: [u8; 12] = packet.read(offset).ok_or(ParseError::Truncated)?;
-    let addresses: [u8; 8] = packet.read(offset + 12).ok_or(ParseError::Truncated)?;
     let ihl = (header[0] & 0x0f) as usize;
     if ihl < 5 {
         return Err(ParseError::BadHeaderLength);
     }
     info.ip_version = IP_VERSION_4;
     info.proto = header[9];
-    info.src_addr[..4].copy_from_slice(&addresses[..4]);
-    info.dst_addr[..4].copy_from_slice(&addresses[4..]);
+    info.src_addr[..4].copy_from_slice(&header[12..16]);
+    info.dst_addr[..4].copy_from_slice(&header[16..20]);
     let fragment = u16::from_be_bytes([header[6], header[7]]);
     let more_fragments = fragment & 0x2000 != 0;
     let fragment_offset = fragment & 0x1fff;
@@ -236,13 +235,16 @@ fn parse_ipv4<R: PacketReader + ?Sized>(
 #[inline(always)]
 fn parse_ipv6<R: PacketReader + ?Sized>(
     packet: &R,
+    header: &[u8; 20],
     offset: usize,
     info: &mut PacketInfo,
 ) -> Result<usize, ParseError> {
-    let header: [u8; 8] = packet.read(offset).ok_or(ParseError::Truncated)?;
+    // The rest of the 40-byte header: the source address's last 4 bytes and the destination.
+    let rest: [u8; 20] = packet.read(offset + 20).ok_or(ParseError::Truncated)?;
     info.ip_version = IP_VERSION_6;
-    info.src_addr = packet.read(offset + 8).ok_or(ParseError::Truncated)?;
-    info.dst_addr = packet.read(offset + 24).ok_or(ParseError::Truncated)?;
+    info.src_addr[..12].copy_from_slice(&header[8..20]);
+    info.src_addr[12..].copy_from_slice(&rest[..4]);
+    info.dst_addr.copy_from_slice(&rest[4..]);
     let mut next_header = header[6];
     let mut l4_offset = offset + 40;
     let mut steps = 0;
