@@ -10,6 +10,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
     addr,
+    kernel_maps::{clear_filter, filter_total, flow_filter_of},
     netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
     traffic::{tcp_listen, udp_bind, udp_send},
     Fwlog, NetNs, TestNet,
@@ -386,17 +387,16 @@ fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
     let sink = udp_bind(&net.peer, addr(PEER_V4, 5700))?;
     // Only the test's own flows: no IPv6 neighbour discovery or MLD flows on the link, whose
     // evictions would be counted too.
-    for (netns, interface) in [(&net.host, &net.host_if), (&net.peer, &net.peer_if)] {
-        let key = format!("net.ipv6.conf.{interface}.disable_ipv6=1");
-        netns.exec("sysctl", &["-q", "-w", &key])?;
-    }
+    ipv4_only(&net)?;
     let mut fwlog = Fwlog::watch(
         &net.host,
         &[
             "--flow-table-size",
             "16",
+            // Sweeps every 2 s, which notice the evictions (flows that go idle meanwhile are
+            // reported as such, which the count below allows for).
             "--idle-timeout",
-            "60",
+            "8",
             "--events",
             "flow",
             &net.host_if,
@@ -413,6 +413,14 @@ fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
     for _ in 0..FLOWS {
         sink.recv(&mut buffer).context("every datagram arrives")?;
     }
+    let first_evictions = fwlog.expect_event("the sweep's eviction count", |e| {
+        e["event_type"] == "flows_evicted"
+    })?;
+    let filter = flow_filter_of(fwlog.pid().context("running")?)?;
+    assert!(
+        filter_total(&filter)? <= 16,
+        "the filter was recounted from the table after the evictions, not left at {FLOWS}"
+    );
     assert!(
         fwlog.stop(Signal::SIGINT)?.success(),
         "{}",
@@ -420,11 +428,12 @@ fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
     );
     let events = fwlog.collect_events(Duration::from_millis(300));
     let reported = events.iter().filter(|e| flow(e, 5700)).count() as u64;
-    let evicted: u64 = events
-        .iter()
-        .filter(|e| e["event_type"] == "flows_evicted")
-        .map(|e| num(&e["count"]))
-        .sum();
+    let evicted: u64 = num(&first_evictions["count"])
+        + events
+            .iter()
+            .filter(|e| e["event_type"] == "flows_evicted")
+            .map(|e| num(&e["count"]))
+            .sum::<u64>();
     assert!(
         evicted > 0,
         "a 16-entry table cannot hold 200 flows: {events:#?}"
@@ -577,6 +586,92 @@ fn an_inbound_flow_a_users_own_rule_accepts_is_tracked_too() -> Result<()> {
     assert_eq!(
         num(&record["flow"]["bytes_toserver"]),
         DATAGRAMS * (20 + 8 + 5)
+    );
+    Ok(())
+}
+
+/// No IPv6 on the test link: neighbour discovery and MLD would add flows of their own.
+fn ipv4_only(net: &TestNet) -> Result<()> {
+    for (netns, interface) in [(&net.host, &net.host_if), (&net.peer, &net.peer_if)] {
+        let key = format!("net.ipv6.conf.{interface}.disable_ipv6=1");
+        netns.exec("sysctl", &["-q", "-w", &key])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_flow_filter_counts_tracked_flows_and_forgets_swept_ones() -> Result<()> {
+    let net = TestNet::new()?;
+    ipv4_only(&net)?;
+    let _sink = udp_bind(&net.peer, addr(PEER_V4, 5800))?;
+    let mut fwlog = Fwlog::watch(
+        &net.host,
+        &["--idle-timeout", "2", "--events", "flow", &net.host_if],
+    )?;
+    let filter = flow_filter_of(fwlog.pid().context("running")?)?;
+    assert_eq!(filter_total(&filter)?, 0, "nothing tracked yet");
+    const FLOWS: u16 = 20;
+    for i in 0..FLOWS {
+        let socket = udp_bind(&net.host, addr(HOST_V4, 31_000 + i))?;
+        socket.send_to(b"x", addr(PEER_V4, 5800))?;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        filter_total(&filter)?,
+        u64::from(FLOWS),
+        "each tracked flow counted once"
+    );
+    for _ in 0..FLOWS {
+        fwlog.expect_event("an idle flow", |e| {
+            flow(e, 5800) && e["flow"]["reason"] == "idle"
+        })?;
+    }
+    assert_eq!(
+        filter_total(&filter)?,
+        0,
+        "the collector counted out every flow it swept"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_flow_the_filter_lost_count_of_is_still_counted_whole() -> Result<()> {
+    let net = TestNet::new()?;
+    ipv4_only(&net)?;
+    let server = udp_bind(&net.peer, addr(PEER_V4, 5900))?;
+    let mut fwlog = Fwlog::watch(&net.host, &["--events", "flow", &net.host_if])?;
+    let mut filter = flow_filter_of(fwlog.pid().context("running")?)?;
+    let client = udp_bind(&net.host, addr(HOST_V4, 0))?;
+    client.set_read_timeout(Some(Duration::from_secs(2)))?;
+    server.set_read_timeout(Some(Duration::from_secs(2)))?;
+    const ROUNDS: u64 = 3;
+    let mut buffer = [0u8; 16];
+    for _ in 0..ROUNDS {
+        // Lost before the outbound packet (tc egress) and again before the answer (tc
+        // ingress): each must find the flow through its insert and count to it.
+        clear_filter(&mut filter)?;
+        client.send_to(b"ping", addr(PEER_V4, 5900))?;
+        let (_, client_addr) = server.recv_from(&mut buffer)?;
+        std::thread::sleep(Duration::from_millis(50));
+        clear_filter(&mut filter)?;
+        server.send_to(b"pong!", client_addr)?;
+        client.recv(&mut buffer).context("the answer came back")?;
+    }
+    assert!(fwlog.stop(Signal::SIGINT)?.success());
+    let events = fwlog.collect_events(Duration::from_millis(300));
+    let records: Vec<&Value> = events.iter().filter(|e| flow(e, 5900)).collect();
+    assert_eq!(records.len(), 1, "one flow: {events:#?}");
+    let record = records[0];
+    assert_eq!(record["direction"], "outbound");
+    assert_eq!(num(&record["flow"]["pkts_toserver"]), ROUNDS);
+    assert_eq!(
+        num(&record["flow"]["bytes_toserver"]),
+        ROUNDS * (20 + 8 + 4)
+    );
+    assert_eq!(num(&record["flow"]["pkts_toclient"]), ROUNDS);
+    assert_eq!(
+        num(&record["flow"]["bytes_toclient"]),
+        ROUNDS * (20 + 8 + 5)
     );
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod counters;
 pub mod event;
 pub mod flow;
+pub mod flow_filter;
 pub mod packet;
 pub mod process;
 pub mod programs;

@@ -10,6 +10,9 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const FLOWS_MAP: &str = "FLOWS";
 /// Per-CPU [`crate::flow::NewFlow`]: an inbound flow tc ingress saw start, not yet in `FLOWS`.
 pub const NEW_FLOW_MAP: &str = "NEW_FLOW";
+/// One [`crate::flow_filter::FlowFilter`], memory-mapped by the collector: tracked flows per
+/// hash slot.
+pub const FLOW_FILTER_MAP: &str = "FLOW_FILTER";
 /// Global (`u64`): bytes waiting in the ring at which a submit wakes the collector.
 pub const RING_WAKE_GLOBAL: &str = "RING_WAKE_BYTES";
 /// Global (`u8`): 1 when the flow table is in use, so the verdict programs update it.

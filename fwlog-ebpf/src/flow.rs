@@ -32,8 +32,8 @@ use fwlog_common::{
 use crate::{
     atomic::{add_u64, fetch_or_u64},
     maps::{
-        count, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS, NEW_FLOW, PENDING_VERDICTS,
-        SOCKETS,
+        count, filter_count_in, filter_count_out, may_be_tracked, submit_flags, EVENTS, FLOWS,
+        FLOW_SCRATCH, FRAGMENTS, NEW_FLOW, PENDING_VERDICTS, SOCKETS,
     },
     memory::zero_words,
     skb::TcReader,
@@ -148,11 +148,16 @@ fn track(ctx: &TcContext, seen: u8, link_header: usize) {
     let is_tcp = scratch.packet.proto == IPPROTO_TCP;
     let tcp_flags = if is_tcp { scratch.packet.tcp_flags } else { 0 };
     let opens = !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if seen == SEEN_INGRESS && is_tcp && opens {
-        // A SYN opens a connection, so there is no flow to look up (a retransmitted SYN's
-        // flow exists: inserting the proposal finds it and counts the packet to it).
-        propose_flow(scratch, side, ip_bytes, now);
-    } else if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
+    // A packet that would open a flow if none were found skips the lookup when the filter
+    // says there is none, and so does an inbound SYN, which opens a connection. Either may be
+    // wrong (a retransmitted SYN, a count lost to a race): inserting the flow then finds the
+    // one in the table and counts the packet to it.
+    let known = if opens && (seen == SEEN_INGRESS && is_tcp || !may_be_tracked(&scratch.key)) {
+        None
+    } else {
+        FLOWS.get_ptr_mut(&scratch.key)
+    };
+    if let Some(stats) = known {
         add_packet(stats, side, ip_bytes, now, tcp_flags);
         if is_tcp {
             end_tcp_if_closed(&scratch.key, stats, side, tcp_flags);
@@ -284,6 +289,9 @@ pub fn insert_new_flow(proposal: &mut NewFlow) {
 /// created it meanwhile, counts that first packet to the existing one.
 #[inline(always)]
 fn insert_flow(key: &FlowKey, stats: &FlowStats, side: u8) {
+    // Counted in first, so that no packet of the flow finds it in the table but not in the
+    // filter (a flow that was there already is counted once more: harmless).
+    filter_count_in(key);
     match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
         Ok(()) => count(FLOWS_CREATED),
         Err(_) => {
@@ -426,7 +434,9 @@ fn end_flow(key: &FlowKey, stats: *mut FlowStats, reason: u8) {
         }
         None => count(LOST_EVENTS),
     }
-    let _ = FLOWS.remove(key);
+    if FLOWS.remove(key).is_ok() {
+        filter_count_out(key);
+    }
     count(FLOWS_ENDED);
 }
 

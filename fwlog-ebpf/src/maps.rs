@@ -1,13 +1,17 @@
 //! Every map of the object. The user side may resize them before loading.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_COMMON_LRU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP,
+        BPF_RB_NO_WAKEUP,
+    },
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use fwlog_common::{
     counters::COUNTER_SLOTS,
     flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, NewFlow, PendingVerdict},
+    flow_filter::{counted_in, counted_out, filter_slot, FlowFilter, FILTER_SLOTS},
     process::ProcessInfo,
 };
 
@@ -28,6 +32,45 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SL
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowStats> =
     LruHashMap::with_max_entries(DEFAULT_FLOWS, BPF_F_NO_COMMON_LRU);
+
+/// Tracked flows per hash slot of their key (see `fwlog_common::flow_filter`); the collector
+/// maps it into its memory to count the flows it removes.
+#[map]
+pub static FLOW_FILTER: Array<FlowFilter> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Whether `key`'s flow may be in `FLOWS`: false only when it certainly is not.
+#[inline(always)]
+pub fn may_be_tracked(key: &FlowKey) -> bool {
+    match FLOW_FILTER.get_ptr(0) {
+        // SAFETY: the filter's one element; the index is below its length.
+        Some(filter) => unsafe { (*filter)[filter_slot(key) & (FILTER_SLOTS - 1)] != 0 },
+        None => true,
+    }
+}
+
+/// Counts `key`'s flow into the filter: call before inserting it into `FLOWS`.
+#[inline(always)]
+pub fn filter_count_in(key: &FlowKey) {
+    if let Some(filter) = FLOW_FILTER.get_ptr_mut(0) {
+        // SAFETY: as in may_be_tracked; a plain byte update (see the module's comment on races).
+        unsafe {
+            let slot = &mut (*filter)[filter_slot(key) & (FILTER_SLOTS - 1)];
+            *slot = counted_in(*slot);
+        }
+    }
+}
+
+/// Counts `key`'s flow out of the filter: call after removing it from `FLOWS`.
+#[inline(always)]
+pub fn filter_count_out(key: &FlowKey) {
+    if let Some(filter) = FLOW_FILTER.get_ptr_mut(0) {
+        // SAFETY: as in filter_count_in.
+        unsafe {
+            let slot = &mut (*filter)[filter_slot(key) & (FILTER_SLOTS - 1)];
+            *slot = counted_out(*slot);
+        }
+    }
+}
 
 /// Verdicts seen in OUTPUT, where the output interface is not known yet, keyed with ifindex 0;
 /// the tc egress program moves them into the flow it creates.

@@ -22,7 +22,9 @@ use fwlog_common::{
 
 use crate::{
     flow::{insert_new_flow, same_key},
-    maps::{count, submit_flags, EVENTS, FLOWS, NEW_FLOW, PENDING_VERDICTS, SOCKETS},
+    maps::{
+        count, filter_count_out, submit_flags, EVENTS, FLOWS, NEW_FLOW, PENDING_VERDICTS, SOCKETS,
+    },
     memory::zero_words,
     skb::SkbReader,
 };
@@ -188,6 +190,7 @@ fn record_flow_verdict(
     }
     if ifindex != 0 && refused {
         if FLOWS.remove(&key).is_ok() {
+            filter_count_out(&key);
             count(FLOWS_ENDED);
         }
     } else if ifindex != 0 {

@@ -266,6 +266,7 @@ impl<W: Write> Collector<W> {
         if let Some(table) = &self.flows {
             let evicted = table.evicted_by_kernel(created, ended);
             if evicted > self.totals.evicted {
+                table.recount_filter();
                 let now = BootClock::now_unix_ns();
                 self.writer
                     .flows_evicted(&mut self.buffer, now, evicted - self.totals.evicted);

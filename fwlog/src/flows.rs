@@ -7,6 +7,8 @@ use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use fwlog_common::flow::{EndReason, FlowKey, FlowStats, NewFlow};
 
+use crate::flow_filter::{self, MappedFilter};
+
 /// A flow that ended, with why.
 pub struct EndedFlow {
     pub key: FlowKey,
@@ -24,6 +26,8 @@ pub struct FlowTable {
     /// Per CPU, the inbound flow tc ingress saw start and no verdict program or later packet
     /// has put into the table yet (see [`NewFlow`]); read at exit.
     new_flows: Option<PerCpuArray<MapData, NewFlow>>,
+    /// The kernel's count of tracked flows per key slot, which the flows removed here leave.
+    filter: Option<MappedFilter>,
     capacity: u32,
     idle_ns: u64,
     sweep_every: Duration,
@@ -38,12 +42,14 @@ impl FlowTable {
     pub fn new(
         map: HashMap<MapData, FlowKey, FlowStats>,
         new_flows: Option<PerCpuArray<MapData, NewFlow>>,
+        filter: Option<MappedFilter>,
         capacity: u32,
         idle: Duration,
     ) -> Self {
         FlowTable {
             map,
             new_flows,
+            filter,
             capacity,
             idle_ns: idle.as_nanos() as u64,
             // Often enough that idle flows are reported within a quarter of the timeout,
@@ -125,6 +131,15 @@ impl FlowTable {
         created.saturating_sub(ended_in_kernel + self.removed + self.tracked)
     }
 
+    /// Recounts the flow filter from the table: after the kernel's LRU evicted flows, their
+    /// counts stay behind (harmless, but each makes a slot look taken).
+    pub fn recount_filter(&self) {
+        if let Some(filter) = &self.filter {
+            let keys: Vec<FlowKey> = self.map.keys().filter_map(|key| key.ok()).collect();
+            flow_filter::recount(filter.slots(), &keys);
+        }
+    }
+
     fn end(
         &mut self,
         key: FlowKey,
@@ -134,6 +149,9 @@ impl FlowTable {
     ) -> Result<()> {
         match self.map.remove(&key) {
             Ok(()) => {
+                if let Some(filter) = &self.filter {
+                    flow_filter::count_out(filter.slots(), &key);
+                }
                 self.removed += 1;
                 ended.push(EndedFlow { key, stats, reason });
                 Ok(())

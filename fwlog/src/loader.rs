@@ -20,8 +20,8 @@ use fwlog_common::{
     event::{Action, CtState},
     programs::{
         verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP,
-        FLOW_EGRESS_L3_PROGRAM, FLOW_EGRESS_PROGRAM, FLOW_INGRESS_L3_PROGRAM, FLOW_INGRESS_PROGRAM,
-        FLOW_TRACKING_GLOBAL, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
+        FLOW_EGRESS_L3_PROGRAM, FLOW_EGRESS_PROGRAM, FLOW_FILTER_MAP, FLOW_INGRESS_L3_PROGRAM,
+        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
     },
 };
 
@@ -218,7 +218,7 @@ pub fn pin_verdict_programs(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
 }
 
 /// Pinned maps of an installed fwlog, by the name the reader opens them under.
-pub const PINNED_MAPS: [&str; 3] = [EVENTS_MAP, COUNTERS_MAP, FLOWS_MAP];
+pub const PINNED_MAPS: [&str; 4] = [EVENTS_MAP, COUNTERS_MAP, FLOWS_MAP, FLOW_FILTER_MAP];
 
 fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(format!("map_{name}"))

@@ -9,6 +9,7 @@ mod direction;
 mod enrich;
 mod filter;
 mod firewall;
+mod flow_filter;
 mod flows;
 mod installation;
 mod interfaces;

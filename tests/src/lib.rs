@@ -5,6 +5,7 @@
 //! removed by `Drop`, also when the test fails.
 
 pub mod fwlog;
+pub mod kernel_maps;
 pub mod netns;
 pub mod traffic;
 

@@ -11,15 +11,16 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use aya::maps::{HashMap, Map, PerCpuArray, RingBuf};
-use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, NEW_FLOW_MAP};
+use fwlog_common::programs::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, FLOW_FILTER_MAP, NEW_FLOW_MAP};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     args::{EventKind, OutputFormat, WatchArgs},
     collector::{Collector, CollectorOptions, KernelLogger, Totals},
     filter::Filter,
+    flow_filter::MappedFilter,
     flows::FlowTable,
     loader,
     output::{
@@ -39,6 +40,9 @@ pub struct CollectorMaps {
     /// Flows proposed by tc ingress and not in the table yet; only for a setup this process
     /// loaded (it flushes them at exit).
     pub new_flows: Option<Map>,
+    /// The kernel's count of tracked flows per key slot (absent from setups installed by
+    /// fwlog versions without it).
+    pub flow_filter: Option<Map>,
 }
 
 impl CollectorMaps {
@@ -49,6 +53,7 @@ impl CollectorMaps {
             counters: ebpf.take_map(COUNTERS_MAP).context("no COUNTERS map")?,
             flows: ebpf.take_map(FLOWS_MAP),
             new_flows: ebpf.take_map(NEW_FLOW_MAP),
+            flow_filter: ebpf.take_map(FLOW_FILTER_MAP),
         })
     }
 
@@ -61,6 +66,9 @@ impl CollectorMaps {
                 .ok()
                 .map(Map::LruHashMap),
             new_flows: None,
+            flow_filter: loader::open_pinned_map(pin_dir, FLOW_FILTER_MAP)
+                .ok()
+                .map(Map::Array),
         })
     }
 }
@@ -109,9 +117,15 @@ pub fn collector(
                 .map(PerCpuArray::try_from)
                 .transpose()
                 .context("opening the NEW_FLOW map")?;
+            let filter = match maps.flow_filter {
+                Some(Map::Array(data)) => Some(MappedFilter::new(data)?),
+                Some(_) => bail!("the FLOW_FILTER map is not an array"),
+                None => None,
+            };
             Some(FlowTable::new(
                 map,
                 new_flows,
+                filter,
                 capacity,
                 Duration::from_secs(settings.idle_timeout),
             ))

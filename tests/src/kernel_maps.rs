@@ -1,0 +1,44 @@
+//! A running fwlog's eBPF maps, found through the map fds the process holds, for tests that
+//! check what the kernel side keeps.
+
+use anyhow::{bail, Context as _, Result};
+use aya::maps::{Array, Map, MapData};
+use nix::unistd::Pid;
+
+/// Bytes in fwlog's flow filter: one counter per key slot.
+pub const FLOW_FILTER_SLOTS: usize = 1 << 16;
+pub type FlowFilter = Array<MapData, [u8; FLOW_FILTER_SLOTS]>;
+
+/// The map named `name` among the ones process `pid` holds open (from /proc/PID/fdinfo).
+pub fn map_of(pid: Pid, name: &str) -> Result<MapData> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else {
+            continue;
+        };
+        let map = MapData::from_id(id.trim().parse()?).context("opening a map by id")?;
+        if map.info()?.name_as_str() == Some(name) {
+            return Ok(map);
+        }
+    }
+    bail!("process {pid} holds no map {name}")
+}
+
+/// fwlog's flow filter (see fwlog_common::flow_filter).
+pub fn flow_filter_of(pid: Pid) -> Result<FlowFilter> {
+    Array::try_from(Map::Array(map_of(pid, "FLOW_FILTER")?)).context("opening FLOW_FILTER")
+}
+
+/// The flows the filter counts, in all.
+pub fn filter_total(filter: &FlowFilter) -> Result<u64> {
+    let slots = filter.get(&0, 0).context("reading FLOW_FILTER")?;
+    Ok(slots.iter().map(|&count| u64::from(count)).sum())
+}
+
+/// Empties every slot, as if the counts had been lost to races.
+pub fn clear_filter(filter: &mut FlowFilter) -> Result<()> {
+    filter
+        .set(0, [0u8; FLOW_FILTER_SLOTS], 0)
+        .context("writing FLOW_FILTER")
+}
