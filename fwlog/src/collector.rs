@@ -160,6 +160,7 @@ impl<W: Write> Collector<W> {
 
     /// Formats every event in the ring buffer, then writes them in one go.
     fn drain(&mut self) -> Result<()> {
+        self.clock.refresh();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             match item.first() {

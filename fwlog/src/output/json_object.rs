@@ -90,7 +90,12 @@ impl JsonObject<'_> {
     pub fn ip(&mut self, key: &str, addr: IpAddr) {
         self.key(key);
         self.out.push(b'"');
-        let _ = write!(self.out, "{addr}");
+        match addr {
+            IpAddr::V4(v4) => write_ipv4(self.out, v4.octets()),
+            IpAddr::V6(v6) => {
+                let _ = write!(self.out, "{v6}");
+            }
+        }
         self.out.push(b'"');
     }
 
@@ -103,9 +108,38 @@ impl JsonObject<'_> {
     }
 }
 
+/// Dotted decimal, as `Ipv4Addr`'s `Display` writes it. By hand: `Display` goes through the
+/// formatting machinery once per octet, which `cargo xtask bench` showed as a tenth of the
+/// collector's time at full speed.
+pub fn write_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if octet >= 100 {
+            out.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.push(b'0' + octet / 10 % 10);
+        }
+        out.push(b'0' + octet % 10);
+    }
+}
+
+/// Bytes a JSON string cannot hold as they are.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
 /// A JSON string, quoted and escaped.
 pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
+    if !value.bytes().any(needs_escape) {
+        // Interface names, process names, host names: almost always nothing to escape.
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
@@ -120,4 +154,37 @@ pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
         }
     }
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn ipv4_addresses_read_as_display_writes_them() {
+        for octets in [[0, 0, 0, 0], [10, 0, 9, 99], [100, 101, 199, 200], [255; 4]] {
+            let mut out = Vec::new();
+            write_ipv4(&mut out, octets);
+            assert_eq!(out, Ipv4Addr::from(octets).to_string().as_bytes());
+        }
+        for n in (0..=u32::MAX).step_by(65_521) {
+            let mut out = Vec::new();
+            write_ipv4(&mut out, n.to_be_bytes());
+            assert_eq!(out, Ipv4Addr::from(n).to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_only_where_json_needs_it() {
+        let escaped = |value: &str| {
+            let mut out = Vec::new();
+            write_escaped(&mut out, value);
+            String::from_utf8(out).expect("UTF-8 in, UTF-8 out")
+        };
+        assert_eq!(escaped("eth0"), "\"eth0\"");
+        assert_eq!(escaped("naïve 名前"), "\"naïve 名前\"");
+        assert_eq!(escaped("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\u000ad\\u0001\"");
+    }
 }
