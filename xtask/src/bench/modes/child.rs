@@ -144,7 +144,14 @@ pub struct OutputTail {
     /// Read, but not yet a complete line.
     pending: Vec<u8>,
     chunk: Vec<u8>,
+    /// The file's length when last looked at, and when it was last seen to grow.
+    seen_len: u64,
+    grown_at: Option<Instant>,
 }
+
+/// At most this much is read per call, so that a caller polling after a flood notices when the
+/// file stops growing instead of spending a second reading a gigabyte first.
+const READ_PER_CALL: usize = 32 << 20;
 
 impl OutputTail {
     pub fn open(path: &Path, marker: Option<&'static str>) -> Result<Self> {
@@ -156,15 +163,28 @@ impl OutputTail {
             count: 0,
             pending: Vec::new(),
             chunk: vec![0; 1 << 20],
+            seen_len: 0,
+            grown_at: None,
         })
     }
 
-    /// Matching lines written so far.
+    /// Matching lines read so far: up to [`READ_PER_CALL`] more bytes each call.
     pub fn lines(&mut self) -> Result<u64> {
-        loop {
+        let len = self
+            .file
+            .metadata()
+            .with_context(|| format!("reading the size of {}", self.path.display()))?
+            .len();
+        if len > self.seen_len {
+            self.seen_len = len;
+            self.grown_at = Some(Instant::now());
+        }
+        let mut read_now = 0;
+        while read_now < READ_PER_CALL {
             match self.file.read(&mut self.chunk) {
-                Ok(0) => return Ok(self.count),
+                Ok(0) => break,
                 Ok(read) => {
+                    read_now += read;
                     self.pending.extend_from_slice(&self.chunk[..read]);
                     let marker = self.marker.map(str::as_bytes);
                     let (count, complete) = count_lines(&self.pending, marker);
@@ -177,11 +197,18 @@ impl OutputTail {
                 }
             }
         }
+        Ok(self.count)
+    }
+
+    /// When the file was last seen longer than the time before (it is looked at on each call
+    /// to [`OutputTail::lines`]): when the consumer last wrote, to within one poll.
+    pub fn grown_at(&self) -> Option<Instant> {
+        self.grown_at
     }
 }
 
-/// The complete lines of `buffer` that contain `marker` (all of them without one), and the
-/// length of those complete lines, newlines included.
+/// Complete lines in `buffer` (those containing `marker`, if given) and the length of the
+/// complete part.
 pub fn count_lines(buffer: &[u8], marker: Option<&[u8]>) -> (u64, usize) {
     let Some(last_newline) = buffer.iter().rposition(|&byte| byte == b'\n') else {
         return (0, 0);

@@ -120,6 +120,11 @@ impl FwlogConsumer {
         self.tail.lines()
     }
 
+    /// When fwlog last wrote to its output, as far as [`FwlogConsumer::events`] saw.
+    pub fn last_output(&self) -> Option<Instant> {
+        self.tail.grown_at()
+    }
+
     pub fn proc_dir(&self) -> Option<PathBuf> {
         self.child.proc_dir()
     }

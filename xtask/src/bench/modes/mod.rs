@@ -272,6 +272,16 @@ impl<'n> Session<'n> {
         })
     }
 
+    /// When a consumer that writes a file last wrote to it, as far as [`Session::events`]
+    /// saw; `None` for consumers counted as they go (the kmsg reader).
+    pub fn last_output(&self) -> Option<std::time::Instant> {
+        match &self.consumer {
+            Consumer::Nothing | Consumer::Kmsg(_) => None,
+            Consumer::Ulogd(ulogd) => ulogd.last_output(),
+            Consumer::Fwlog(fwlog) => fwlog.last_output(),
+        }
+    }
+
     /// The consumer's CPU time and sleeps so far.
     pub fn consumer_usage(&self) -> Result<Option<measure::TaskUsage>> {
         let dir = match &self.consumer {

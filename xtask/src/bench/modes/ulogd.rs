@@ -249,6 +249,11 @@ impl UlogdConsumer {
         self.tail.lines()
     }
 
+    /// When ulogd last wrote to its output, as far as [`UlogdConsumer::events`] saw.
+    pub fn last_output(&self) -> Option<Instant> {
+        self.tail.grown_at()
+    }
+
     pub fn proc_dir(&self) -> Option<PathBuf> {
         self.child.proc_dir()
     }
