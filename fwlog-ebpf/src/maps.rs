@@ -95,15 +95,14 @@ pub static SOCKETS: LruHashMap<u64, ProcessInfo> = LruHashMap::with_max_entries(
 #[map]
 pub static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
 
-/// Records submitted on this CPU since it last woke the collector.
+/// Records submitted on this CPU, counted down to the next look at the ring's fill level.
 #[map]
-static SUBMITS_SINCE_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static SUBMITS_TO_CHECK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// While the ring holds more than [`RING_WAKE_BYTES`], each CPU wakes the collector once per
-/// this many records.
-const SUBMITS_PER_WAKEUP: u64 = 1024;
+/// Each CPU looks at how full the ring is once per this many records it submits.
+const SUBMITS_PER_CHECK: u64 = 1024;
 
-/// Bytes waiting in the ring from which submits wake the collector: an eighth of the ring. The
+/// Bytes waiting in the ring from which a check wakes the collector: an eighth of the ring. The
 /// user side sets it at load time with the ring's size.
 #[no_mangle]
 static RING_WAKE_BYTES: u64 = (DEFAULT_RING_BYTES / 8) as u64;
@@ -118,31 +117,33 @@ pub fn count(index: u32) {
     }
 }
 
-/// Flags for submitting a ring-buffer record: wake the collector only once the ring is an
-/// eighth full, and then once per [`SUBMITS_PER_WAKEUP`] records of a CPU. A wakeup costs a
+/// Flags for submitting a ring-buffer record: wake the collector only when a CPU's check, once
+/// per [`SUBMITS_PER_CHECK`] of its records, finds the ring an eighth full. A wakeup costs a
 /// self-IPI (irq_work, a VM exit on virtual machines): one per record was most of the per-flow
 /// cost in `cargo xtask bench`, at low rates (the kernel's default wakes a consumer that has
 /// caught up, which at low rates is every time) and at high ones (forcing a wakeup for every
-/// record while the ring was more than an eighth full). The collector also reads the ring on
-/// its own timer (every 20 ms), so a wakeup that is not sent delays records, never loses them.
+/// record while the ring was more than an eighth full). Looking at the fill level itself is a
+/// helper call that reads both ends' positions, hence once per check, not per record. The
+/// collector also reads the ring on its own timer (every 20 ms), so a wakeup that is not sent
+/// delays records, never loses them.
 #[inline(always)]
 pub fn submit_flags() -> u64 {
-    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    // SAFETY: a global the loader sets; read volatile so it is not folded at build time.
-    if pending < unsafe { core::ptr::read_volatile(&RING_WAKE_BYTES) } {
+    let Some(to_check) = SUBMITS_TO_CHECK.get_ptr_mut(0) else {
         return BPF_RB_NO_WAKEUP as u64;
-    }
-    let Some(submits) = SUBMITS_SINCE_WAKEUP.get_ptr_mut(0) else {
-        return BPF_RB_FORCE_WAKEUP as u64;
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
     unsafe {
-        if *submits == 0 {
-            *submits = SUBMITS_PER_WAKEUP - 1;
-            BPF_RB_FORCE_WAKEUP as u64
-        } else {
-            *submits -= 1;
-            BPF_RB_NO_WAKEUP as u64
+        if *to_check > 0 {
+            *to_check -= 1;
+            return BPF_RB_NO_WAKEUP as u64;
         }
+        *to_check = SUBMITS_PER_CHECK - 1;
+    }
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    // SAFETY: a global the loader sets; read volatile so it is not folded at build time.
+    if pending < unsafe { core::ptr::read_volatile(&RING_WAKE_BYTES) } {
+        BPF_RB_NO_WAKEUP as u64
+    } else {
+        BPF_RB_FORCE_WAKEUP as u64
     }
 }
