@@ -21,3 +21,36 @@ impl PacketReader for TcReader<'_> {
         self.0.load::<[u8; N]>(offset).ok()
     }
 }
+
+/// Reads headers straight from the packet when they are in its linear part, as they nearly
+/// always are at tc, and through `bpf_skb_load_bytes` otherwise. A helper call per header
+/// read showed in the tc program's run time.
+pub struct TcDirectReader<'a> {
+    ctx: &'a aya_ebpf::programs::TcContext,
+    data: usize,
+    data_end: usize,
+}
+
+impl<'a> TcDirectReader<'a> {
+    #[inline(always)]
+    pub fn new(ctx: &'a aya_ebpf::programs::TcContext) -> Self {
+        TcDirectReader {
+            ctx,
+            data: ctx.data(),
+            data_end: ctx.data_end(),
+        }
+    }
+}
+
+impl PacketReader for TcDirectReader<'_> {
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let start = self.data + offset;
+        if start + N <= self.data_end {
+            // SAFETY: the N bytes from `start` lie within the packet's linear data, which the
+            // check above proves (to the verifier as well).
+            return Some(unsafe { core::ptr::read_unaligned(start as *const [u8; N]) });
+        }
+        self.ctx.load::<[u8; N]>(offset).ok()
+    }
+}
