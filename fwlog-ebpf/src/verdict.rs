@@ -125,7 +125,13 @@ fn fill_event(ctx: &SkBuffContext, event: &mut VerdictEvent, action: Action, sta
         event.ifindex = (*skb).ingress_ifindex;
         event.len = (*skb).len;
         event.mark = (*skb).mark;
-        event.socket_cookie = bpf_get_socket_cookie(skb.cast());
+        // Only OUTPUT's packets (no input interface) are asked for their socket. One that came
+        // in finds its socket after netfilter, except through early demux, which attaches
+        // established TCP and connected UDP sockets, which a NEW packet almost never belongs
+        // to; the collector names the listener of an accepted inbound connection instead.
+        if event.ifindex == 0 {
+            event.socket_cookie = bpf_get_socket_cookie(skb.cast());
+        }
     }
     if event.socket_cookie != 0 {
         event.uid = ctx.get_socket_uid();
