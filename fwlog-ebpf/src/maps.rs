@@ -16,7 +16,7 @@ use fwlog_common::{
 };
 
 /// Default ring-buffer size; `fwlog watch --ring-size` overrides it at load time.
-const DEFAULT_RING_BYTES: u32 = 4 << 20;
+const DEFAULT_RING_BYTES: u32 = 16 << 20;
 /// Default flow-table size; `fwlog watch --flow-table-size` overrides it at load time.
 const DEFAULT_FLOWS: u32 = 65_536;
 

@@ -144,7 +144,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub no_rules: bool,
     /// Size of the kernel-to-collector ring buffer: a power of two, 4K to 1G (K, M, G accepted;
-    /// default 4M).
+    /// default 16M).
     #[arg(long, value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
     /// What to print: `verdict` (new connection attempts), `flow` (how each flow ended).

@@ -142,7 +142,7 @@ idle_timeout = 30
                 settings.flow_table_size,
                 settings.idle_timeout
             ),
-            (4 << 20, 65_536, 60)
+            (16 << 20, 65_536, 60)
         );
         assert_eq!(
             (settings.output, settings.rotate_keep, settings.syslog),

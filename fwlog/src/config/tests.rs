@@ -107,7 +107,7 @@ fn empty_file_renders_the_defaults() {
          format = \"json\"\n\
          \n\
          [maps]\n\
-         ring_size = \"4M\"\n\
+         ring_size = \"16M\"\n\
          flow_table_size = 65536\n\
          idle_timeout = 60\n"
     );

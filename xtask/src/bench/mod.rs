@@ -62,7 +62,7 @@ pub struct Options {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     max_drain_secs: u64,
     /// fwlog's ring buffer size (`fwlog watch --ring-size`).
-    #[arg(long, default_value = "4M")]
+    #[arg(long, default_value = "16M")]
     ring_size: String,
     /// Bench this fwlog binary instead of building the workspace's (e.g. to compare versions).
     #[arg(long, value_name = "PATH")]
