@@ -15,6 +15,7 @@ use fwlog_common::{
     counters::{FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS, VERDICT_EVENTS},
     event::{
         Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_PROCESS, VERDICT_HAS_SOCKET,
+        VERDICT_INBOUND_BYTES,
     },
     flow::{FlowKey, PendingVerdict},
     packet::{parse_ip_into, PacketInfo, PKT_L4_UNPARSED},
@@ -68,31 +69,54 @@ pub fn verdict_reject_related(ctx: SkBuffContext) -> i64 {
     record_verdict(&ctx, Action::Reject, CtState::Related)
 }
 
-/// Writes one [`VerdictEvent`] for the packet. Fails open: whatever goes wrong, the packet
-/// goes on to the chain's action, and the problem is counted.
+/// An inbound packet's record: the first [`VERDICT_INBOUND_BYTES`] of a [`VerdictEvent`].
+#[repr(C)]
+struct InboundRecord([u64; VERDICT_INBOUND_BYTES / 8]);
+
+/// Writes one [`VerdictEvent`] for the packet: whole in OUTPUT, without the socket part for a
+/// packet that came in. Fails open: whatever goes wrong, the packet goes on to the chain's
+/// action, and the problem is counted.
 #[inline(always)]
 fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
+    // SAFETY: a field of the program's own context, readable from socket filters.
+    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    if ifindex == 0 {
+        record::<VerdictEvent, true>(ctx, action, state)
+    } else {
+        record::<InboundRecord, false>(ctx, action, state)
+    }
+}
+
+/// [`record_verdict`] with a record of type `R`; `OUTPUT`: the packet leaves through OUTPUT,
+/// so `R` is a whole [`VerdictEvent`] and its socket part is filled in.
+#[inline(always)]
+fn record<R: 'static, const OUTPUT: bool>(
+    ctx: &SkBuffContext,
+    action: Action,
+    state: CtState,
+) -> i64 {
     // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
     let flow_tracking = unsafe { core::ptr::read_volatile(&FLOW_TRACKING) } != 0;
-    match EVENTS.reserve::<VerdictEvent>(0) {
+    match EVENTS.reserve::<R>(0) {
         Some(mut entry) => {
-            // Built in place in the ring buffer: a 128-byte event plus its copy would not fit
-            // the 512-byte eBPF stack next to the parser.
-            let event = entry.as_mut_ptr();
-            // SAFETY: `event` is the reserved, exclusively owned record; it is initialised
-            // (zeroed) before any reference to it is made.
-            let event = unsafe {
-                zero_words(event);
-                &mut *event
-            };
-            fill_event(ctx, event, action, state);
+            // Built in place in the ring buffer: a copy would not fit the 512-byte eBPF stack
+            // next to the parser. Only the fields within `R` are touched (the socket part only
+            // when OUTPUT, whose record is whole), through raw places, never a reference to
+            // the whole event.
+            let raw = entry.as_mut_ptr();
+            zero_words(raw);
+            let event = raw.cast::<VerdictEvent>();
+            fill_event::<OUTPUT>(ctx, event, action, state);
+            // SAFETY: `packet` and `ifindex` lie within every record's first bytes.
             let seen_at_tc = if flow_tracking {
-                record_flow_verdict(&event.packet, event.ifindex, action, state)
+                unsafe { record_flow_verdict(&(*event).packet, (*event).ifindex, action, state) }
             } else {
                 None
             };
-            // SAFETY: helper without arguments.
-            event.timestamp_ns = seen_at_tc.unwrap_or_else(|| unsafe { bpf_ktime_get_boot_ns() });
+            // SAFETY: as above; the helper takes no arguments.
+            unsafe {
+                (*event).timestamp_ns = seen_at_tc.unwrap_or_else(|| bpf_ktime_get_boot_ns());
+            }
             entry.submit(submit_flags());
             count(VERDICT_EVENTS);
         }
@@ -111,47 +135,56 @@ fn record_verdict(ctx: &SkBuffContext, action: Action, state: CtState) -> i64 {
     MATCH
 }
 
-/// Fills `event` from the packet, the skb and its socket.
+/// Fills the zeroed record at `event` from the packet, the skb and, in OUTPUT, its socket.
 #[inline(always)]
-fn fill_event(ctx: &SkBuffContext, event: &mut VerdictEvent, action: Action, state: CtState) {
+fn fill_event<const OUTPUT: bool>(
+    ctx: &SkBuffContext,
+    event: *mut VerdictEvent,
+    action: Action,
+    state: CtState,
+) {
     let skb = ctx.skb.skb;
-    event.kind = EVENT_KIND_VERDICT;
-    event.action = action as u8;
-    event.ct_state = state as u8;
-    // SAFETY: `skb` is the context pointer the kernel passed to this program; these fields are
-    // readable from socket filters (net/core/filter.c, sk_filter_is_valid_access). The helpers
-    // take the program's own context or no argument.
+    // SAFETY: `event` points to a reserved, zeroed record holding at least the fields before
+    // `socket_cookie`, and the whole event when OUTPUT. `skb` is the context pointer the
+    // kernel passed to this program; these fields are readable from socket filters
+    // (net/core/filter.c, sk_filter_is_valid_access). The helpers take the program's own
+    // context or no argument.
     unsafe {
-        event.ifindex = (*skb).ingress_ifindex;
-        event.len = (*skb).len;
-        event.mark = (*skb).mark;
-        // Only OUTPUT's packets (no input interface) are asked for their socket. One that came
-        // in finds its socket after netfilter, except through early demux, which attaches
-        // established TCP and connected UDP sockets, which a NEW packet almost never belongs
-        // to; the collector names the listener of an accepted inbound connection instead.
-        if event.ifindex == 0 {
-            event.socket_cookie = bpf_get_socket_cookie(skb.cast());
-        }
-    }
-    if event.socket_cookie != 0 {
-        event.uid = ctx.get_socket_uid();
-        event.flags |= VERDICT_HAS_SOCKET;
-        // SAFETY: the value is copied out at once.
-        if let Some(known) = unsafe { SOCKETS.get(&event.socket_cookie) } {
-            event.flags |= VERDICT_HAS_PROCESS;
-            event.process = *known;
+        (*event).kind = EVENT_KIND_VERDICT;
+        (*event).action = action as u8;
+        (*event).ct_state = state as u8;
+        (*event).ifindex = (*skb).ingress_ifindex;
+        (*event).len = (*skb).len;
+        (*event).mark = (*skb).mark;
+        // Only OUTPUT's packets have a socket to ask about. One that came in finds its socket
+        // after netfilter, except through early demux, which attaches established TCP and
+        // connected UDP sockets, which a NEW packet almost never belongs to; the collector
+        // names the listener of an accepted inbound connection instead.
+        if OUTPUT {
+            let cookie = bpf_get_socket_cookie(skb.cast());
+            (*event).socket_cookie = cookie;
+            if cookie != 0 {
+                (*event).uid = ctx.get_socket_uid();
+                (*event).flags |= VERDICT_HAS_SOCKET;
+                if let Some(known) = SOCKETS.get(&cookie) {
+                    (*event).flags |= VERDICT_HAS_PROCESS;
+                    (*event).process = *known;
+                }
+            }
         }
     }
     // Parsed in place, into the ring buffer.
-    match parse_ip_into(&SkbReader(ctx), 0, &mut event.packet) {
+    // SAFETY: `packet` lies within every record; nothing else refers to it meanwhile.
+    let packet = unsafe { &mut (*event).packet };
+    match parse_ip_into(&SkbReader(ctx), 0, packet) {
         Ok(_) => {
-            if event.packet.flags & PKT_L4_UNPARSED != 0 {
+            if packet.flags & PKT_L4_UNPARSED != 0 {
                 count(MALFORMED_PACKETS);
             }
         }
         Err(error) => {
             count(MALFORMED_PACKETS);
-            event.packet.clear();
+            packet.clear();
             debug!(ctx, "unparsable IP header ({})", error as u8);
         }
     }

@@ -26,8 +26,9 @@ pub const DEFAULT_ROTATE_KEEP: u32 = 5;
 pub const MAX_ROTATE_KEEP: u32 = 999;
 /// Below this, rotation would mostly shuffle files around.
 pub const MIN_ROTATE_SIZE: u64 = 1 << 10;
-/// 16 MiB: about 120 000 verdict records, 150 ms at the fastest rate `cargo xtask bench` reaches
-/// on a 2-CPU machine, for a collector held up by its output (a full page cache, a slow disk).
+/// 16 MiB: about 210 000 inbound verdict records (120 000 outbound ones), a quarter of a second
+/// at the fastest rate `cargo xtask bench` reaches on a 2-CPU machine, for a collector held up
+/// by its output (a full page cache, a slow disk).
 pub const DEFAULT_RING_SIZE: u32 = 16 << 20;
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 pub const FLOW_TABLE_SIZES: Range<u32> = 16..16_777_217;
