@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use fwlog_tests::{
-    addr,
+    addr, kernel_maps,
     netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
     traffic::{ping, tcp_connect, tcp_listen, udp_bind, udp_received, udp_send},
     Fwlog, TestNet,
@@ -308,5 +308,42 @@ fn text_format_is_one_readable_line_per_event() -> Result<()> {
         !line.contains('{') && !line.contains('\x1b'),
         "plain text: {line}"
     );
+    Ok(())
+}
+
+/// The kernel verifies at most a million instructions per program, and verifying takes time
+/// at start-up: each program has to stay well inside that (a branch that made the verifier
+/// walk the tc programs once per parsed header length once cost 684 000 and 1.8 s).
+#[test]
+fn every_program_is_verified_well_inside_the_kernels_limit() -> Result<()> {
+    const BUDGET: u32 = 300_000;
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    let pid = fwlog.pid().context("fwlog is running")?;
+    let programs = kernel_maps::programs_of(pid)?;
+    let mut names = Vec::new();
+    for program in &programs {
+        let name = program.name_as_str().unwrap_or("?").to_string();
+        let verified = program.verified_instruction_count().with_context(|| {
+            format!("the kernel reports no verified instruction count for {name}")
+        })?;
+        assert!(
+            verified < BUDGET,
+            "{name}: {verified} instructions verified"
+        );
+        names.push(name);
+    }
+    for expected in [
+        "flow_ingress",
+        "flow_egress",
+        "verdict_drop_ne",
+        "verdict_accept_",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} among {names:?}"
+        );
+    }
+    assert!(fwlog.stop(nix::sys::signal::Signal::SIGINT)?.success());
     Ok(())
 }

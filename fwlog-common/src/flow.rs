@@ -240,6 +240,9 @@ pub struct FlowScratch {
     pub _pad: [u8; 4],
     /// Socket cookie of the packet that starts an outbound flow (0: none).
     pub socket_cookie: u64,
+    /// Where the transport header starts, passed through memory so that the verifier forgets
+    /// its exact value (see `track` in fwlog-ebpf's flow.rs).
+    pub l4_offset: u64,
     pub stats: FlowStats,
 }
 

@@ -1,8 +1,11 @@
-//! A running fwlog's eBPF maps, found through the map fds the process holds, for tests that
-//! check what the kernel side keeps.
+//! A running fwlog's eBPF maps and programs, found through the fds the process holds, for
+//! tests that check what the kernel side keeps and what loading it cost.
 
 use anyhow::{bail, Context as _, Result};
-use aya::maps::{Array, Map, MapData};
+use aya::{
+    maps::{Array, Map, MapData},
+    programs::{loaded_programs, ProgramInfo},
+};
 use nix::unistd::Pid;
 
 /// Bytes in fwlog's flow filter: one counter per key slot.
@@ -23,6 +26,26 @@ pub fn map_of(pid: Pid, name: &str) -> Result<MapData> {
         }
     }
     bail!("process {pid} holds no map {name}")
+}
+
+/// The eBPF programs process `pid` holds open (from /proc/PID/fdinfo).
+pub fn programs_of(pid: Pid) -> Result<Vec<ProgramInfo>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("prog_id:")) {
+            ids.push(id.trim().parse::<u32>()?);
+        }
+    }
+    let programs: Vec<ProgramInfo> = loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|program| ids.contains(&program.id()))
+        .collect();
+    if programs.is_empty() {
+        bail!("process {pid} holds no eBPF programs");
+    }
+    Ok(programs)
 }
 
 /// fwlog's flow filter (see fwlog_common::flow_filter).
