@@ -119,9 +119,10 @@ fn serve_dns(socket: UdpSocket, answer: std::net::Ipv4Addr) -> std::thread::Join
 #[test]
 fn a_dns_answer_names_the_next_connection_and_community_ids_match() -> Result<()> {
     let net = TestNet::new()?;
-    let server = serve_dns(udp_bind(&net.peer, addr(PEER_V4, 53))?, PEER_V4.parse()?);
     let _listener = tcp_listen(&net.peer, addr(PEER_V4, 8080))?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    // Started once fwlog runs: the server waits a bounded time for its one question.
+    let server = serve_dns(udp_bind(&net.peer, addr(PEER_V4, 53))?, PEER_V4.parse()?);
 
     let resolver = udp_bind(&net.host, addr(HOST_V4, 0))?;
     let mut query = Packet::new_query(4242);
