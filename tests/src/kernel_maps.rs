@@ -12,15 +12,24 @@ use nix::unistd::Pid;
 pub const FLOW_FILTER_SLOTS: usize = 1 << 16;
 pub type FlowFilter = Array<MapData, [u8; FLOW_FILTER_SLOTS]>;
 
-/// The map named `name` among the ones process `pid` holds open (from /proc/PID/fdinfo).
-pub fn map_of(pid: Pid, name: &str) -> Result<MapData> {
+/// The ids of the objects process `pid` holds open whose fdinfo has `key` (`map_id:`,
+/// `prog_id:`).
+fn held_ids(pid: Pid, key: &str) -> Result<Vec<u32>> {
     let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
         let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
-        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else {
-            continue;
-        };
-        let map = MapData::from_id(id.trim().parse()?).context("opening a map by id")?;
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix(key)) {
+            ids.push(id.trim().parse()?);
+        }
+    }
+    Ok(ids)
+}
+
+/// The map named `name` among the ones process `pid` holds open.
+pub fn map_of(pid: Pid, name: &str) -> Result<MapData> {
+    for id in held_ids(pid, "map_id:")? {
+        let map = MapData::from_id(id).context("opening a map by id")?;
         if map.info()?.name_as_str() == Some(name) {
             return Ok(map);
         }
@@ -28,16 +37,9 @@ pub fn map_of(pid: Pid, name: &str) -> Result<MapData> {
     bail!("process {pid} holds no map {name}")
 }
 
-/// The eBPF programs process `pid` holds open (from /proc/PID/fdinfo).
+/// The eBPF programs process `pid` holds open.
 pub fn programs_of(pid: Pid) -> Result<Vec<ProgramInfo>> {
-    let dir = format!("/proc/{pid}/fdinfo");
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
-        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
-        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("prog_id:")) {
-            ids.push(id.trim().parse::<u32>()?);
-        }
-    }
+    let ids = held_ids(pid, "prog_id:")?;
     let programs: Vec<ProgramInfo> = loaded_programs()
         .filter_map(Result::ok)
         .filter(|program| ids.contains(&program.id()))
