@@ -1,13 +1,13 @@
 //! Spawning the programs xtask drives: cargo with ~/.cargo/bin on PATH, and checked exit statuses.
 
 use std::{
-    path::Path,
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context as _, Result};
-
-use crate::setup;
 
 /// The workspace root: every cargo command runs there, wherever `cargo xtask` was started.
 pub fn workspace_root() -> &'static Path {
@@ -25,7 +25,7 @@ pub fn cargo() -> Command {
 /// A program looked up in PATH with ~/.cargo/bin in front, so rustup's proxies and bpf-linker win.
 pub fn tool(program: &str) -> Command {
     let mut command = Command::new(program);
-    command.env("PATH", setup::cargo_env_path());
+    command.env("PATH", cargo_env_path());
     command
 }
 
@@ -77,4 +77,31 @@ fn cannot_start(command: &Command) -> String {
         describe(command),
         command.get_program().to_string_lossy()
     )
+}
+
+/// Where cargo installs binaries: `$CARGO_HOME/bin`, else `$HOME/.cargo/bin`.
+pub fn cargo_bin_dir() -> Option<PathBuf> {
+    let non_empty = |value: OsString| (!value.is_empty()).then_some(value);
+    env::var_os("CARGO_HOME")
+        .and_then(non_empty)
+        .map(PathBuf::from)
+        .or_else(|| {
+            env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|home| Path::new(&home).join(".cargo"))
+        })
+        .map(|cargo_home| cargo_home.join("bin"))
+}
+
+/// PATH with cargo's bin directory in front, so rustup's proxies and a `cargo install`ed bpf-linker
+/// are found even when the user's shell never sourced ~/.cargo/env. Set it on every cargo command.
+pub fn cargo_env_path() -> OsString {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let Some(cargo_bin) = cargo_bin_dir() else {
+        return path;
+    };
+    let dirs = std::iter::once(cargo_bin)
+        .chain(env::split_paths(&path).filter(|dir| !dir.as_os_str().is_empty()));
+    // A directory with ':' in its name cannot go into PATH; keep the user's PATH as it is then.
+    env::join_paths(dirs).unwrap_or(path)
 }

@@ -2,7 +2,6 @@
 
 use std::{
     env,
-    ffi::OsString,
     fmt::Display,
     fs,
     path::{Path, PathBuf},
@@ -106,33 +105,6 @@ pub fn prepare(report: Report) -> Result<()> {
     bpffs(report)
 }
 
-/// Where cargo installs binaries: `$CARGO_HOME/bin`, else `$HOME/.cargo/bin`.
-pub fn cargo_bin_dir() -> Option<PathBuf> {
-    let non_empty = |value: OsString| (!value.is_empty()).then_some(value);
-    env::var_os("CARGO_HOME")
-        .and_then(non_empty)
-        .map(PathBuf::from)
-        .or_else(|| {
-            env::var_os("HOME")
-                .and_then(non_empty)
-                .map(|home| Path::new(&home).join(".cargo"))
-        })
-        .map(|cargo_home| cargo_home.join("bin"))
-}
-
-/// PATH with cargo's bin directory in front, so rustup's proxies and a `cargo install`ed bpf-linker
-/// are found even when the user's shell never sourced ~/.cargo/env. Set it on every cargo command.
-pub fn cargo_env_path() -> OsString {
-    let path = env::var_os("PATH").unwrap_or_default();
-    let Some(cargo_bin) = cargo_bin_dir() else {
-        return path;
-    };
-    let dirs = std::iter::once(cargo_bin)
-        .chain(env::split_paths(&path).filter(|dir| !dir.as_os_str().is_empty()));
-    // A directory with ':' in its name cannot go into PATH; keep the user's PATH as it is then.
-    env::join_paths(dirs).unwrap_or(path)
-}
-
 fn is_root() -> bool {
     geteuid().is_root()
 }
@@ -226,8 +198,12 @@ fn bpf_linker(report: Report) -> Result<()> {
 
 /// The bpf-linker that cargo commands will find, if it is the expected version; else why not.
 fn installed_bpf_linker() -> std::result::Result<PathBuf, String> {
-    let path = which::which_in("bpf-linker", Some(cargo_env_path()), cmd::workspace_root())
-        .map_err(|_| "bpf-linker is not on PATH nor in cargo's bin directory".to_owned())?;
+    let path = which::which_in(
+        "bpf-linker",
+        Some(cmd::cargo_env_path()),
+        cmd::workspace_root(),
+    )
+    .map_err(|_| "bpf-linker is not on PATH nor in cargo's bin directory".to_owned())?;
     let version = cmd::output(Command::new(&path).arg("--version"))
         .map_err(|error| format!("{} does not run ({error:#})", path.display()))?;
     if version
