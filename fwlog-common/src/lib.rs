@@ -2,6 +2,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod dns;
 pub mod event;
 pub mod flow;
 pub mod flow_filter;

@@ -348,3 +348,8 @@ fn parse_icmp<R: PacketReader + ?Sized>(packet: &R, offset: usize, info: &mut Pa
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(feature = "user")]
+mod user;
+#[cfg(feature = "user")]
+pub use user::ip_addr;

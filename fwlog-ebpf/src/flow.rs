@@ -17,6 +17,7 @@ use aya_ebpf::{
 };
 use fwlog_common::{
     counters::{FLOWS_CREATED, FLOWS_ENDED, FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
+    dns::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
     flow::{
         EndReason, FlowEndEvent, FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey,
         NewFlow, EVENT_KIND_FLOW_END, FIN_A, FIN_B, FLOW_REPORTED, SEEN_EGRESS, SEEN_INGRESS,
@@ -26,7 +27,6 @@ use fwlog_common::{
         is_icmp_error, parse_ip_into, parse_quoted_into, PacketInfo, PacketReader, IPPROTO_TCP,
         IPPROTO_UDP, NO_L4, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
     },
-    process::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
 };
 
 use crate::{

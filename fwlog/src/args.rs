@@ -2,6 +2,11 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::values::{
+    parse_ring_size, parse_size, ColourChoice, Direction, HostPattern, OutputFormat, Policy,
+    PortRule, Protocol,
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fwlog",
@@ -103,7 +108,7 @@ pub struct RuleArgs {
     /// Log and accept new inbound connections to this port before the inbound policy
     /// (PORT/tcp, PORT/udp or PORT/sctp; repeatable).
     #[arg(long, value_name = "PORT/PROTO")]
-    pub allow_in: Vec<crate::firewall::plan::PortRule>,
+    pub allow_in: Vec<PortRule>,
     /// Install even if the inbound policy would refuse new connections to this SSH session's
     /// server.
     #[arg(long)]
@@ -111,29 +116,6 @@ pub struct RuleArgs {
     /// Configuration file (default: /etc/fwlog/fwlog.toml when it exists); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-}
-
-/// `--inbound` and `--outbound`: the `LOG_AND_*` chain new connections jump to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    Accept,
-    Drop,
-    Reject,
-}
-
-impl Policy {
-    pub const fn as_str(self) -> &'static str {
-        self.action().as_str()
-    }
-
-    pub const fn action(self) -> fwlog_common::event::Action {
-        match self {
-            Policy::Accept => fwlog_common::event::Action::Accept,
-            Policy::Drop => fwlog_common::event::Action::Drop,
-            Policy::Reject => fwlog_common::event::Action::Reject,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -174,7 +156,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
     /// Rotate the output file before it would pass N bytes (K, M, G accepted).
-    #[arg(long, value_name = "N", value_parser = crate::config::values::parse_size)]
+    #[arg(long, value_name = "N", value_parser = parse_size)]
     pub rotate_size: Option<u64>,
     /// Rotated output files kept: FILE.1 … FILE.K (default 5).
     #[arg(long, value_name = "K")]
@@ -211,16 +193,16 @@ pub struct FilterArgs {
         value_delimiter = ',',
         value_name = "DIRECTION"
     )]
-    pub directions: Vec<FilterDirection>,
+    pub directions: Vec<Direction>,
     /// Only this protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number (repeatable).
     #[arg(long = "proto", value_delimiter = ',', value_name = "PROTO")]
-    pub protocols: Vec<crate::filter::Protocol>,
+    pub protocols: Vec<Protocol>,
     /// Only events with this source or destination port (repeatable, or comma-separated).
     #[arg(long = "port", value_delimiter = ',', value_name = "PORT")]
     pub ports: Vec<u16>,
     /// Only events from or to this address, network (CIDR) or host name (repeatable).
     #[arg(long = "host", value_name = "ADDR|CIDR|NAME")]
-    pub hosts: Vec<crate::filter::HostPattern>,
+    pub hosts: Vec<HostPattern>,
 }
 
 /// `--action` values.
@@ -229,14 +211,6 @@ pub enum FilterAction {
     Accept,
     Drop,
     Reject,
-}
-
-/// `--dir` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FilterDirection {
-    Inbound,
-    Outbound,
-    Forward,
 }
 
 /// How `watch` prints events: for `#[command(flatten)]` into `WatchArgs`.
@@ -250,33 +224,6 @@ pub struct FormatArgs {
     /// `always` or `never`.
     #[arg(long, value_enum, default_value_t = ColourChoice::Auto, value_name = "WHEN")]
     pub color: ColourChoice,
-}
-
-/// `--format` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    Json,
-    Text,
-    Ecs,
-}
-
-impl OutputFormat {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OutputFormat::Json => "json",
-            OutputFormat::Text => "text",
-            OutputFormat::Ecs => "ecs",
-        }
-    }
-}
-
-/// `--color` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColourChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Args)]
@@ -318,19 +265,7 @@ pub struct ManArgs {
 }
 
 fn parse_prefix(prefix: &str) -> Result<String, String> {
-    crate::config::values::check_prefix(prefix).map(|()| prefix.to_string())
-}
-
-/// "4M" → 4194304. The kernel wants a power of two that is a multiple of the page size.
-pub fn parse_ring_size(text: &str) -> Result<u32, String> {
-    let bytes = crate::config::values::parse_size(text)?;
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        return Err(format!(
-            "{:?} must be a power of two between 4K and 1G (e.g. 1M, 4M, 16M)",
-            text.trim()
-        ));
-    }
-    Ok(bytes as u32)
+    crate::values::check_prefix(prefix).map(|()| prefix.to_string())
 }
 
 #[cfg(test)]
@@ -344,24 +279,12 @@ mod tests {
     }
 
     #[test]
-    fn ring_sizes() {
-        assert_eq!(parse_ring_size("4M"), Ok(4 << 20));
-        assert_eq!(parse_ring_size("64k"), Ok(64 << 10));
-        assert_eq!(parse_ring_size("8192"), Ok(8192));
-        assert!(parse_ring_size("3M").is_err());
-        assert!(parse_ring_size("2K").is_err());
-        assert!(parse_ring_size("2G").is_err());
-        assert!(parse_ring_size("lots").is_err());
-        assert!(parse_ring_size("99999999999999999999G").is_err());
-    }
-
-    #[test]
     fn prefixes() {
         assert_eq!(parse_prefix("OY"), Ok("OY".to_string()));
         assert!(parse_prefix("").is_err());
         assert!(parse_prefix("a b").is_err());
         assert!(parse_prefix("\"x").is_err());
-        let too_long = "x".repeat(crate::firewall::plan::MAX_PREFIX_LEN + 1);
+        let too_long = "x".repeat(crate::values::MAX_PREFIX_LEN + 1);
         assert!(parse_prefix(&too_long).is_err());
     }
 }

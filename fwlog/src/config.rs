@@ -13,7 +13,7 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
-pub mod values;
+mod fields;
 
 /// Where `watch` and `config check` look when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/fwlog/fwlog.toml";
@@ -34,8 +34,6 @@ pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 pub const FLOW_TABLE_SIZES: Range<u32> = 16..16_777_217;
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 60;
 pub const IDLE_TIMEOUTS: Range<u64> = 1..86_401;
-/// IFNAMSIZ - 1 (include/uapi/linux/if.h).
-pub const MAX_INTERFACE_NAME_LEN: usize = 15;
 
 /// The whole file. `None` everywhere means "not in the file".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,13 +59,13 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
     /// Append lines to this file instead of stdout.
-    #[serde(default, deserialize_with = "values::non_empty_path")]
+    #[serde(default, deserialize_with = "fields::non_empty_path")]
     pub file: Option<PathBuf>,
     /// Rotate `file` before it would grow past this many bytes; `None`: never rotate.
-    #[serde(default, deserialize_with = "values::rotate_size")]
+    #[serde(default, deserialize_with = "fields::rotate_size")]
     pub rotate_size: Option<u64>,
     /// Rotated files kept: `file.1` … `file.N`.
-    #[serde(default, deserialize_with = "values::rotate_keep")]
+    #[serde(default, deserialize_with = "fields::rotate_keep")]
     pub rotate_keep: Option<u32>,
     /// Also send every line to the system log (daemon.info through /dev/log).
     pub syslog: Option<bool>,
@@ -79,19 +77,17 @@ pub struct OutputSection {
 #[serde(deny_unknown_fields)]
 pub struct MapsSection {
     /// Kernel-to-collector ring buffer, bytes: a power of two, 4K to 1G.
-    #[serde(default, deserialize_with = "values::ring_size")]
+    #[serde(default, deserialize_with = "fields::ring_size")]
     pub ring_size: Option<u32>,
-    #[serde(default, deserialize_with = "values::flow_table_size")]
+    #[serde(default, deserialize_with = "fields::flow_table_size")]
     pub flow_table_size: Option<u32>,
     /// Seconds without a packet before a flow is reported idle.
-    #[serde(default, deserialize_with = "values::idle_timeout")]
+    #[serde(default, deserialize_with = "fields::idle_timeout")]
     pub idle_timeout: Option<u64>,
 }
 
-// One definition each, shared with the command line and the rule plan.
-pub use crate::{
-    args::{OutputFormat as LineFormat, Policy},
-    firewall::plan::PortRule,
+use crate::values::{
+    check_interface_name, format_size, OutputFormat as LineFormat, Policy, PortRule,
 };
 
 /// Why there is no configuration.
@@ -179,7 +175,7 @@ struct RawConfig {
     outbound: Option<Policy>,
     allow_in: Option<Vec<Spanned<String>>>,
     kernel_log: Option<bool>,
-    #[serde(default, deserialize_with = "values::prefix")]
+    #[serde(default, deserialize_with = "fields::prefix")]
     prefix: Option<String>,
     #[serde(default)]
     output: OutputSection,
@@ -197,7 +193,7 @@ impl RawConfig {
                     .map(|name| {
                         let span = name.span();
                         let name = name.into_inner();
-                        values::check_interface_name(&name)
+                        check_interface_name(&name)
                             .map(|()| name)
                             .map_err(|e| (span, e))
                     })
@@ -299,10 +295,7 @@ impl Config {
         }
         match config.output.rotate_size {
             Some(size) => {
-                out += &format!(
-                    "rotate_size = {}\n",
-                    toml_string(&values::format_size(size))
-                );
+                out += &format!("rotate_size = {}\n", toml_string(&format_size(size)));
                 let keep = config.output.rotate_keep.unwrap_or(DEFAULT_ROTATE_KEEP);
                 out += &format!("rotate_keep = {keep}\n");
             }
@@ -314,10 +307,7 @@ impl Config {
 
         out += "\n[maps]\n";
         let ring = config.maps.ring_size.unwrap_or(DEFAULT_RING_SIZE);
-        out += &format!(
-            "ring_size = {}\n",
-            toml_string(&values::format_size(ring.into()))
-        );
+        out += &format!("ring_size = {}\n", toml_string(&format_size(ring.into())));
         let flows = config
             .maps
             .flow_table_size

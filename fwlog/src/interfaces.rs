@@ -1,7 +1,5 @@
 //! Network interfaces: checking the names the user gave, finding the default route's interface,
-//! and naming interfaces by index for events.
-
-use std::collections::HashMap;
+//! listing them by index.
 
 use anyhow::{bail, Context as _, Result};
 
@@ -79,26 +77,6 @@ pub fn default_route_interface(route: &str, route6: &str) -> Option<String> {
                 .then(|| fields[9].to_string())
         })
     })
-}
-
-/// Names interfaces by index, refreshing its table when it meets an index it does not know.
-#[derive(Default)]
-pub struct InterfaceNames {
-    names: HashMap<u32, String>,
-}
-
-impl InterfaceNames {
-    pub fn name(&mut self, index: u32) -> Option<&str> {
-        if index == 0 {
-            return None;
-        }
-        if !self.names.contains_key(&index) {
-            if let Ok(all) = list() {
-                self.names = all.into_iter().collect();
-            }
-        }
-        self.names.get(&index).map(String::as_str)
-    }
 }
 
 #[cfg(test)]

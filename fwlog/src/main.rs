@@ -1,26 +1,25 @@
 //! fwlog: iptables' LOG_AND_* firewall with eBPF logging, as JSON lines.
 
 mod args;
-mod clock;
 mod cmd;
 mod collector;
 mod config;
-mod direction;
 mod enrich;
 mod filter;
 mod firewall;
-mod flow_filter;
-mod flows;
 mod installation;
 mod interfaces;
 mod loader;
 mod netns;
 mod output;
 mod preflight;
+mod record;
+mod session;
 mod settings;
 mod ssh_guard;
 mod summary;
 mod systemd;
+mod values;
 
 use std::process::ExitCode;
 

@@ -1,13 +1,17 @@
 //! What a command runs with: flags over the configuration file over the built-in defaults.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
+use fwlog_common::event::Action;
 
 use crate::{
-    args::{OutputFormat, Policy, RuleArgs, WatchArgs},
+    args::{EventKind, FilterAction, FilterArgs, RuleArgs, WatchArgs},
     config::{self, Config},
-    firewall::plan::PortRule,
+    filter::Filter,
+    firewall::plan::RuleOptions,
+    netns::NetNs,
+    values::{ColourChoice, OutputFormat, Policy, PortRule},
 };
 
 /// Everything that decides the rules.
@@ -20,17 +24,49 @@ pub struct RuleSettings {
     pub inbound: Policy,
     pub outbound: Policy,
     pub allow_in: Vec<PortRule>,
+    /// Install even if the inbound policy would cut this SSH session off.
+    pub force: bool,
 }
 
-/// Everything `watch` needs besides the rules.
+impl RuleSettings {
+    /// The rule options for resolved interfaces in this namespace.
+    pub fn options(&self, interfaces: Vec<String>, netns: NetNs) -> RuleOptions {
+        RuleOptions {
+            interfaces,
+            pin_dir: netns.pin_dir(),
+            kernel_log_prefix: self.kernel_log.then(|| self.prefix.clone()),
+            inbound: self.inbound.action(),
+            outbound: self.outbound.action(),
+            allow_in: self.allow_in.clone(),
+        }
+    }
+}
+
+/// Everything `watch` (and `install`) needs besides the rules: nothing after this reads the
+/// command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchSettings {
     pub rules: RuleSettings,
+    /// Install the rules (`--no-rules`: only load and pin the programs).
+    pub install_rules: bool,
+    /// Print verdict lines.
+    pub verdicts: bool,
+    /// Track flows and print how each ended.
+    pub flows: bool,
+    /// Name the process behind each connection (cgroup hooks, listening sockets).
+    pub name_processes: bool,
+    /// Learn host names from the DNS answers crossing the watched interfaces.
+    pub learn_names: bool,
+    /// Which verdict and flow lines to keep.
+    pub filter: Filter,
+    /// Every this often, a `stats` line.
+    pub stats_every: Option<Duration>,
     pub ring_size: u32,
     pub flow_table_size: u32,
     pub idle_timeout: u64,
     /// `None`: text on a terminal, JSON otherwise.
     pub format: Option<OutputFormat>,
+    pub colour: ColourChoice,
     pub output: Option<PathBuf>,
     pub rotate_size: Option<u64>,
     pub rotate_keep: u32,
@@ -68,6 +104,7 @@ pub fn rule_settings(args: &RuleArgs, file: &Config) -> RuleSettings {
         } else {
             args.allow_in.clone()
         },
+        force: args.force,
     }
 }
 
@@ -76,6 +113,13 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
     let output = &file.output;
     WatchSettings {
         rules: rule_settings(&args.rules, file),
+        install_rules: !args.no_rules,
+        verdicts: args.events.contains(&EventKind::Verdict),
+        flows: args.events.contains(&EventKind::Flow),
+        name_processes: !args.no_process,
+        learn_names: !args.no_names,
+        filter: filter(&args.filter),
+        stats_every: (args.stats > 0).then(|| Duration::from_secs(args.stats)),
         ring_size: args
             .ring_size
             .or(maps.ring_size)
@@ -89,6 +133,7 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
             .or(maps.idle_timeout)
             .unwrap_or(config::DEFAULT_IDLE_TIMEOUT),
         format: args.format.format.or(output.format),
+        colour: args.format.color,
         output: args.output.clone().or_else(|| output.file.clone()),
         rotate_size: args.rotate_size.or(output.rotate_size),
         rotate_keep: args
@@ -96,6 +141,25 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
             .or(output.rotate_keep)
             .unwrap_or(config::DEFAULT_ROTATE_KEEP),
         syslog: args.syslog || output.syslog.unwrap_or(false),
+    }
+}
+
+/// `--action`, `--dir`, `--proto`, `--port` and `--host`, for `watch` and `summary`.
+pub fn filter(args: &FilterArgs) -> Filter {
+    Filter {
+        actions: args
+            .actions
+            .iter()
+            .map(|action| match action {
+                FilterAction::Accept => Action::Accept,
+                FilterAction::Drop => Action::Drop,
+                FilterAction::Reject => Action::Reject,
+            })
+            .collect(),
+        directions: args.directions.clone(),
+        protocols: args.protocols.clone(),
+        ports: args.ports.clone(),
+        hosts: args.hosts.clone(),
     }
 }
 

@@ -4,12 +4,13 @@
 
 use anyhow::Result;
 
-use super::setup::{remove_leftovers, set_up};
 use crate::{
     args::InstallArgs,
     interfaces, loader,
     netns::{InstanceLock, NetNs},
-    preflight, settings, systemd,
+    preflight,
+    session::setup::{remove_leftovers, set_up},
+    settings, systemd,
 };
 
 pub fn run(args: InstallArgs) -> Result<()> {
@@ -27,7 +28,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         eprintln!("fwlog: replacing the setup installed here");
         remove_leftovers(netns, true)?;
     }
-    let mut setup = set_up(watch, &settings, interfaces, netns)?;
+    let mut setup = set_up(&settings, interfaces, netns)?;
     loader::pin_maps(&setup.ebpf, &pin_dir)?;
     if let Some(flows) = setup.flows.take() {
         flows.pin(&mut setup.ebpf, &pin_dir)?;

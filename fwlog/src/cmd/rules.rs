@@ -16,7 +16,7 @@ pub fn run(args: RuleArgs) -> Result<()> {
     let settings = settings::rule_settings(&args, &settings::load_config(&args)?);
     let interfaces = interfaces::resolve(&settings.interfaces)?;
     let netns = NetNs::current()?;
-    let options = super::rule_options(&settings, interfaces, netns);
+    let options = settings.options(interfaces, netns);
     let root = nix::unistd::geteuid().is_root();
     if !root {
         eprintln!(

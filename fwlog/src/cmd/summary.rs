@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     args::SummaryArgs,
-    filter::Filter,
+    settings,
     summary::{
         input::Input,
         render::render_text,
@@ -45,7 +45,7 @@ pub fn run(args: SummaryArgs) -> Result<()> {
     let selection = Selection {
         since,
         until,
-        filter: Filter::new(&args.filter),
+        filter: settings::filter(&args.filter),
     };
 
     let mut tally = Tally::new(Limits::default());

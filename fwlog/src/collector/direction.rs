@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::output::Direction;
+use crate::values::Direction;
 
 /// How often an unknown destination may trigger a re-read of the local addresses.
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);

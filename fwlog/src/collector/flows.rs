@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use fwlog_common::flow::{EndReason, FlowKey, FlowStats, NewFlow};
 
-use crate::flow_filter::{self, MappedFilter};
+use super::flow_filter::{self, MappedFilter};
 
 /// A flow that ended, with why.
 pub struct EndedFlow {

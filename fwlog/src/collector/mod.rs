@@ -2,31 +2,36 @@
 //! kernel's counters turned into `lost` and `flows_evicted` lines as soon as they move; idle
 //! flows swept from the flow table.
 
+pub mod clock;
+pub mod direction;
+pub mod flow_filter;
+pub mod flows;
+pub mod interface_names;
+pub mod maps;
+
 use std::{future::Future, io::Write, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use fwlog_common::{
     counters::{FLOWS_CREATED, FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS},
+    dns::{DnsEvent, EVENT_KIND_DNS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
     flow::{EndReason, FlowEndEvent, FlowKey, FlowStats, SEEN_EGRESS, SIDE_A},
-    process::{DnsEvent, EVENT_KIND_DNS},
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
-    clock::BootClock,
-    direction::LocalAddresses,
     enrich::Enricher,
     filter::Filter,
-    flows::{EndedFlow, FlowTable},
-    interfaces::InterfaceNames,
-    output::{
-        json::{packet_addrs, FlowRecord, StatsRecord, VerdictRecord},
-        writer::{EventWriter, FormatWriter},
-        Direction,
-    },
+    output::{format::EventWriter, writer::FormatWriter},
+    record::{FlowRecord, StatsRecord, VerdictRecord},
+    values::Direction,
 };
+use clock::BootClock;
+use direction::LocalAddresses;
+use flows::{EndedFlow, FlowTable};
+use interface_names::InterfaceNames;
 
 /// How often the ring buffer is read when the kernel does not wake us: its programs wake the
 /// collector only when the ring is an eighth full (see `submit_flags` in fwlog-ebpf), so this
@@ -171,7 +176,7 @@ impl<W: Write> Collector<W> {
                 }
                 Some(&EVENT_KIND_VERDICT) if self.verdicts => {
                     if let Some(event) = VerdictEvent::from_bytes(&item) {
-                        let dest = packet_addrs(&event.packet).map(|(_, dest)| dest);
+                        let dest = event.packet.addresses().map(|(_, dest)| dest);
                         let extras = self.enricher.verdict(&event);
                         let record = VerdictRecord {
                             unix_ns: self.clock.unix_ns(event.timestamp_ns),

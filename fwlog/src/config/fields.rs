@@ -1,79 +1,12 @@
-//! Rules for single values (interface names, prefixes, sizes, ranges) and the serde hooks
-//! that apply them while the file is read, so toml places an error at the value.
+//! The serde hooks that check each value while the file is read (with the rules of
+//! [`crate::values`]), so toml places an error at the value.
 
 use std::{fmt, ops::Range, path::PathBuf};
 
 use serde::{de, Deserialize, Deserializer};
 
-use super::{
-    FLOW_TABLE_SIZES, IDLE_TIMEOUTS, MAX_INTERFACE_NAME_LEN, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE,
-};
-use crate::firewall::plan::MAX_PREFIX_LEN;
-
-/// A Linux interface name, as the kernel's `dev_valid_name` (net/core/dev.c) and iptables'
-/// `-i` accept it, minus characters that have no business in a configuration file.
-pub fn check_interface_name(name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._@:-".contains(c);
-    if name.is_empty() || name.len() > MAX_INTERFACE_NAME_LEN {
-        Err(format!(
-            "interface name {name:?} must be 1 to {MAX_INTERFACE_NAME_LEN} characters long"
-        ))
-    } else if !name.chars().all(allowed) {
-        Err(format!(
-            "interface name {name:?} may only hold letters, digits and . _ @ : -"
-        ))
-    } else if name.starts_with('-') || name == "." || name == ".." {
-        Err(format!(
-            "{name:?} is not an interface name (it starts with '-' or is . or ..)"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// The rule of `--prefix`: it goes into iptables' `--log-prefix '[PREFIX-A]:'`.
-pub fn check_prefix(prefix: &str) -> Result<(), String> {
-    let valid = !prefix.is_empty()
-        && prefix.len() <= MAX_PREFIX_LEN
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "prefix {prefix:?} must be 1 to {MAX_PREFIX_LEN} letters, digits, '-' or '_'"
-        ))
-    }
-}
-
-/// "100M" → 104857600; K, M and G are powers of 1024, and a plain number is bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let (digits, multiplier) = match trimmed.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&trimmed[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&trimmed[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&trimmed[..i], 1 << 30),
-        _ => (trimmed, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|_| !digits.starts_with('+'))
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("{text:?} is not a size (e.g. 100M, 512K, 1G, 65536)"))
-}
-
-/// The shortest exact spelling of a size: 4194304 → "4M".
-pub fn format_size(bytes: u64) -> String {
-    match bytes {
-        0 => "0".to_string(),
-        _ if bytes.is_multiple_of(1 << 30) => format!("{}G", bytes >> 30),
-        _ if bytes.is_multiple_of(1 << 20) => format!("{}M", bytes >> 20),
-        _ if bytes.is_multiple_of(1 << 10) => format!("{}K", bytes >> 10),
-        _ => bytes.to_string(),
-    }
-}
+use super::{FLOW_TABLE_SIZES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE};
+use crate::values::{check_prefix, format_size, parse_ring_size, parse_size};
 
 /// A size written as `"4M"` or as a plain integer of bytes.
 struct SizeText(String);
@@ -104,7 +37,7 @@ pub(super) fn ring_size<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<u32>, D::Error> {
     let SizeText(text) = SizeText::deserialize(deserializer)?;
-    crate::args::parse_ring_size(&text)
+    parse_ring_size(&text)
         .map(Some)
         .map_err(|reason| de::Error::custom(format!("ring_size: {reason}")))
 }

@@ -1,7 +1,7 @@
 //! Tests of the configuration file: a good file, and where and why each kind of bad file fails.
 
-use super::{values::*, *};
-use crate::firewall::plan::Transport;
+use super::*;
+use crate::values::{check_prefix, parse_size, Transport};
 
 const GOOD: &str = r#"# a workstation behind wlan0
 interfaces = ["wlan0", "eth0.10"]
@@ -240,7 +240,7 @@ fn prefixes_follow_the_flag_rule() {
         "",
         "a b",
         "[FW]",
-        &"x".repeat(crate::firewall::plan::MAX_PREFIX_LEN + 1),
+        &"x".repeat(crate::values::MAX_PREFIX_LEN + 1),
     ] {
         assert!(check_prefix(bad).is_err(), "{bad:?}");
     }

@@ -6,38 +6,16 @@ pub mod listener;
 pub mod names;
 pub mod process;
 
-use std::sync::Arc;
-
-/// The process fields of an event (`"process":{…}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessView {
-    pub pid: u32,
-    pub comm: String,
-    pub exe: Option<Arc<str>>,
-    pub uid: u32,
-    pub user: Option<Arc<str>>,
-    /// systemd unit (`ssh.service`, `session-2.scope`), from the cgroup path.
-    pub unit: Option<Arc<str>>,
-    /// Docker/Podman container id, from the cgroup path.
-    pub container: Option<Arc<str>>,
-}
-
-/// Everything optional an event line may carry besides the packet's own fields.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Extras {
-    pub community_id: Option<String>,
-    pub src_host: Option<Arc<str>>,
-    pub dest_host: Option<Arc<str>>,
-    pub process: Option<ProcessView>,
-}
-
 use fwlog_common::{
     event::{Action, VerdictEvent, VERDICT_HAS_PROCESS},
     flow::{FlowKey, FlowStats, SEEN_INGRESS, SIDE_A},
     packet::{PKT_HAS_ICMP, PKT_HAS_PORTS},
 };
 
-use crate::output::json::{packet_addrs, proto_name};
+use crate::{
+    record::{Extras, ProcessView},
+    values::Protocol,
+};
 
 /// Turns kernel records into [`Extras`], keeping the caches that make it cheap.
 pub struct Enricher {
@@ -65,7 +43,7 @@ impl Enricher {
 
     pub fn verdict(&mut self, event: &VerdictEvent) -> Extras {
         let packet = &event.packet;
-        let Some((src, dest)) = packet_addrs(packet) else {
+        let Some((src, dest)) = packet.addresses() else {
             return Extras::default();
         };
         let ports = if packet.flags & PKT_HAS_PORTS != 0 {
@@ -126,10 +104,13 @@ impl Enricher {
                 (to_ip(&key.addr_a), key.port_a),
             )
         };
-        let ports = match proto_name(key.proto) {
-            Some("icmp" | "icmpv6") => Some((stats.icmp_type.into(), stats.icmp_code.into())),
-            Some(_) => Some((client.1, server.1)),
-            None => None,
+        let proto = Protocol(key.proto);
+        let ports = if proto.is_icmp() {
+            Some((stats.icmp_type.into(), stats.icmp_code.into()))
+        } else if proto.has_ports() {
+            Some((client.1, server.1))
+        } else {
+            None
         };
         Extras {
             community_id: community_id::community_id(client.0, server.0, key.proto, ports),

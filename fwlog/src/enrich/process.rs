@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use fwlog_common::process::ProcessInfo;
 
-use super::ProcessView;
+use crate::record::ProcessView;
 
 /// Processes remembered; the cache starts over past this.
 const CAPACITY: usize = 4096;

@@ -5,9 +5,12 @@ use clap::Parser;
 
 use super::*;
 use crate::{
-    enrich::Extras,
-    output::test_records::{
-        curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow,
+    args::FilterArgs,
+    record::{
+        test_records::{
+            curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow,
+        },
+        Extras,
     },
 };
 
@@ -26,7 +29,7 @@ struct FilterCli {
 fn filter(args: &[&str]) -> Filter {
     let cli = FilterCli::try_parse_from(std::iter::once("fwlog").chain(args.iter().copied()))
         .unwrap_or_else(|error| panic!("{args:?}: {error}"));
-    Filter::new(&cli.filter)
+    crate::settings::filter(&cli.filter)
 }
 
 /// (arguments, keeps the verdict, keeps the flow)

@@ -17,6 +17,8 @@ use fwlog_common::{
 };
 
 use super::RULE_COMMENT;
+// The rule plan's vocabulary is defined with the other values (one definition each).
+pub use crate::values::{PortRule, Transport};
 
 /// What starts a connection: a TCP SYN, or any packet of another protocol.
 ///
@@ -41,59 +43,6 @@ pub struct RuleOptions {
     pub outbound: Action,
     /// Ports whose new inbound connections are logged and accepted before the inbound policy.
     pub allow_in: Vec<PortRule>,
-}
-
-/// A transport protocol that has ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Transport {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-            Transport::Sctp => "sctp",
-        }
-    }
-}
-
-/// `22/tcp`: a port new inbound connections may reach (`--allow-in`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PortRule {
-    pub port: u16,
-    pub proto: Transport,
-}
-
-impl std::str::FromStr for PortRule {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (port, proto) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not PORT/PROTO, e.g. 22/tcp"))?;
-        let port = Some(port)
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<u16>().ok())
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
-        let proto = match proto.to_ascii_lowercase().as_str() {
-            "tcp" => Transport::Tcp,
-            "udp" => Transport::Udp,
-            "sctp" => Transport::Sctp,
-            other => return Err(format!("{other:?} is not tcp, udp or sctp")),
-        };
-        Ok(PortRule { port, proto })
-    }
-}
-
-impl std::fmt::Display for PortRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.port, self.proto.as_str())
-    }
 }
 
 /// The restore script for one family, given the chains that already exist in its filter table.
@@ -195,9 +144,6 @@ pub fn pin_path(pin_dir: &Path, action: Action, state: CtState) -> std::path::Pa
 pub fn log_prefix(prefix: &str, action: Action) -> String {
     format!("[{prefix}-{}]:", action.letter())
 }
-
-/// The longest prefix that keeps `[PREFIX-X]:` within the kernel's 29-character log prefix.
-pub const MAX_PREFIX_LEN: usize = 29 - "[-X]:".len();
 
 #[cfg(test)]
 mod tests;

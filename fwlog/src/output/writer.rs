@@ -1,50 +1,13 @@
-//! One interface for every line format `watch` prints (`--format json|text|ecs`), so the
-//! collector calls the same five methods whichever was chosen.
+//! The line format `--format` chose (json, text or ecs), behind one enum, so the collector
+//! calls the same five methods whichever it is.
 
 use std::ffi::OsStr;
 
-use super::{
-    ecs::EcsWriter,
-    json::{FlowRecord, JsonWriter, StatsRecord, VerdictRecord},
-    text::TextWriter,
+use super::format::{ecs::EcsWriter, json::JsonWriter, text::TextWriter, EventWriter};
+use crate::{
+    record::{FlowRecord, StatsRecord, VerdictRecord},
+    values::{ColourChoice, OutputFormat},
 };
-use crate::args::{ColourChoice, OutputFormat};
-
-/// Appends one line (or nothing) per call to `out`; the caller writes `out` once per batch.
-pub trait EventWriter {
-    /// A new connection attempt met a `LOG_AND_*` chain.
-    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord);
-    /// A flow ended.
-    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord);
-    /// `count` events the kernel could not queue.
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
-    /// `count` flows the kernel's full table dropped before they ended.
-    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
-    /// The counters so far.
-    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord);
-}
-
-impl EventWriter for JsonWriter {
-    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
-        JsonWriter::verdict(self, out, record);
-    }
-
-    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
-        JsonWriter::flow(self, out, record);
-    }
-
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        JsonWriter::lost(self, out, unix_ns, count);
-    }
-
-    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        JsonWriter::flows_evicted(self, out, unix_ns, count);
-    }
-
-    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
-        JsonWriter::stats(self, out, unix_ns, stats);
-    }
-}
 
 /// The writer `--format` chose; a plain enum, so the collector's hot path has no dynamic call.
 pub enum FormatWriter {

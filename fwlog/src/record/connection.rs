@@ -11,7 +11,7 @@ use fwlog_common::{
     },
 };
 
-use super::json::{packet_addrs, FlowRecord, VerdictRecord};
+use super::{FlowRecord, VerdictRecord};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
@@ -42,7 +42,7 @@ impl Connection {
     /// `None` when the IP header could not be read (the JSON line says `"malformed":true`).
     pub fn of_verdict(record: &VerdictRecord) -> Option<Self> {
         let packet = &record.event.packet;
-        let (src, dest) = packet_addrs(packet)?;
+        let (src, dest) = packet.addresses()?;
         Some(Connection {
             ip_version: packet.ip_version,
             proto: packet.proto,

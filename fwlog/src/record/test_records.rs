@@ -8,11 +8,8 @@ use fwlog_common::{
     packet::{PacketInfo, IPPROTO_TCP, PKT_HAS_PORTS, PKT_HAS_TCP_FLAGS},
 };
 
-use super::{
-    json::{FlowRecord, VerdictRecord},
-    Direction,
-};
-use crate::enrich::{Extras, ProcessView};
+use super::{Extras, FlowRecord, ProcessView, VerdictRecord};
+use crate::values::Direction;
 
 /// 2026-11-25T07:09:10.123456Z
 pub const T: i128 = 1_795_590_550_123_456_000;

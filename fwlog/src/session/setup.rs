@@ -5,7 +5,6 @@ use anyhow::Result;
 use aya::Ebpf;
 
 use crate::{
-    args::{EventKind, WatchArgs},
     collector::KernelLogger,
     firewall::{iptables, plan::install_script, plan::RuleOptions, Family},
     installation::{remove_rules, Installation},
@@ -25,21 +24,16 @@ pub struct Setup {
     pub logger: Option<KernelLogger>,
 }
 
-pub fn set_up(
-    args: &WatchArgs,
-    settings: &WatchSettings,
-    interfaces: Vec<String>,
-    netns: NetNs,
-) -> Result<Setup> {
-    remove_leftovers(netns, !args.no_rules)?;
-    let track_flows = args.events.contains(&EventKind::Flow);
+pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -> Result<Setup> {
+    remove_leftovers(netns, settings.install_rules)?;
+    let track_flows = settings.flows;
     let mut ebpf = loader::load(&LoadOptions {
         ring_bytes: settings.ring_size,
         flow_table: track_flows.then_some(settings.flow_table_size),
-        dns: !args.no_names,
-        processes: !args.no_process,
+        dns: settings.learn_names,
+        processes: settings.name_processes,
     })?;
-    let processes = if args.no_process {
+    let processes = if !settings.name_processes {
         None
     } else {
         let links = loader::attach_process_programs(&mut ebpf)?;
@@ -57,7 +51,7 @@ pub fn set_up(
     };
     let mut installation = Installation::new(netns);
     installation.pin(&mut ebpf)?;
-    let options = super::rule_options(&settings.rules, interfaces, netns);
+    let options = settings.rules.options(interfaces, netns);
     let flows = if track_flows {
         Some(loader::attach_flow_programs(
             &mut ebpf,
@@ -66,7 +60,7 @@ pub fn set_up(
     } else {
         None
     };
-    if args.no_rules {
+    if !settings.install_rules {
         eprintln!("fwlog: programs pinned, no rules installed; rules that use them:");
         for family in Family::ALL {
             let existing = iptables::save(family).map(|t| t.chains).unwrap_or_default();
@@ -77,7 +71,7 @@ pub fn set_up(
             );
         }
     } else {
-        if !args.rules.force {
+        if !settings.rules.force {
             let session = std::env::var("SSH_CONNECTION").ok();
             ssh_guard::check(
                 session.as_deref(),

@@ -9,7 +9,7 @@ use super::{
     tally::{CappedMap, HourTally, LineCounts, PortTally, ProcessTally, SourceTally, Tally},
     time::rfc3339,
 };
-use crate::output::json::proto_name;
+use crate::values::Protocol;
 
 /// Rows of one table; `other` sums what was counted for keys past the key limit.
 #[derive(Debug, Serialize)]
@@ -239,7 +239,9 @@ fn process_row(process: &ProcessTally) -> ProcessRow {
 fn port_row(proto: u8, port: u16, tally: &PortTally) -> PortRow {
     PortRow {
         port,
-        proto: proto_name(proto).map_or_else(|| proto.to_string(), str::to_string),
+        proto: Protocol(proto)
+            .name()
+            .map_or_else(|| proto.to_string(), str::to_string),
         attempts: tally.attempts,
         accepted: tally.accepted,
         dropped: tally.dropped,

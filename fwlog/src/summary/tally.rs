@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::{line::LogLine, time::MICROS_PER_HOUR};
 use crate::{
-    filter::{action_named, direction_named, protocol_number, Filter},
-    output::Direction,
+    filter::Filter,
+    values::{action_named, Direction, Protocol},
 };
 
 /// Bounds on memory: keys per table, and (source, port) pairs remembered to count distinct ports.
@@ -266,7 +266,7 @@ impl Tally {
     fn add_verdict(&mut self, line: &LogLine, at: i64) {
         let action = line.action.as_deref().and_then(action_named);
         let dropped = matches!(action, Some(Action::Drop | Action::Reject));
-        let direction = line.direction.as_deref().and_then(direction_named);
+        let direction = line.direction.as_deref().and_then(Direction::named);
 
         let hour = self.hours.slot(&at.div_euclid(MICROS_PER_HOUR));
         hour.inbound += u64::from(direction == Some(Direction::Inbound));
@@ -287,7 +287,7 @@ impl Tally {
             process.traffic.connections += 1;
         }
         if direction == Some(Direction::Inbound) {
-            let proto = line.proto.as_deref().and_then(protocol_number);
+            let proto = line.proto.as_deref().and_then(Protocol::named).map(|p| p.0);
             if let (Some(port), Some(proto)) = (line.dest_port, proto) {
                 let tally = self.local_ports.slot(&(proto, port));
                 tally.attempts += 1;
@@ -332,7 +332,7 @@ impl Tally {
     fn add_flow(&mut self, line: &LogLine, at: i64) {
         let bytes = line.flow_bytes();
         self.hours.slot(&at.div_euclid(MICROS_PER_HOUR)).flows += 1;
-        if line.direction.as_deref().and_then(direction_named) == Some(Direction::Outbound) {
+        if line.direction.as_deref().and_then(Direction::named) == Some(Direction::Outbound) {
             if let Some(destination) = destination_name(line) {
                 let tally = self.destinations.slot(destination);
                 tally.flows += 1;

@@ -252,7 +252,7 @@ fn filters_from_the_command_line() {
         panic!("not summary");
     };
     let selection = Selection {
-        filter: crate::filter::Filter::new(&args.filter),
+        filter: crate::settings::filter(&args.filter),
         ..Selection::default()
     };
     let report = report_of(LOG.as_bytes().to_vec(), &selection);

@@ -1,6 +1,7 @@
 //! Golden tests of the generated iptables-restore scripts.
 
 use super::*;
+use crate::values::MAX_PREFIX_LEN;
 
 fn options(kernel_log: bool) -> RuleOptions {
     RuleOptions {

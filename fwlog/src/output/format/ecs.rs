@@ -27,21 +27,17 @@ use std::io::Write as _;
 
 use fwlog_common::{
     event::{Action, CtState, VERDICT_HAS_SOCKET},
-    packet::{
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
-        IP_VERSION_4, PKT_HAS_TCP_FLAGS,
-    },
+    packet::{IPPROTO_TCP, IP_VERSION_4, PKT_HAS_TCP_FLAGS},
 };
 
-use super::{
-    connection::{Connection, FlowCounts},
-    json::{FlowRecord, StatsRecord, VerdictRecord},
-    json_object::JsonObject,
-    timestamp::TimestampFormatter,
-    writer::EventWriter,
-    Direction,
+use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
+use crate::{
+    record::{
+        connection::{Connection, FlowCounts},
+        Extras, FlowRecord, StatsRecord, VerdictRecord,
+    },
+    values::{Direction, Protocol},
 };
-use crate::enrich::Extras;
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -258,7 +254,7 @@ impl JsonObject<'_> {
                     "ipv6"
                 },
             );
-            if let Some(transport) = iana_keyword(c.proto) {
+            if let Some(transport) = Protocol(c.proto).iana_keyword() {
                 self.str("transport", transport);
             }
             self.uint_string("iana_number", c.proto.into());
@@ -384,19 +380,6 @@ impl JsonObject<'_> {
             self.escaped("systemd_unit", unit);
         }
     }
-}
-
-/// ECS `network.transport`: the lower-case IANA protocol keyword.
-fn iana_keyword(proto: u8) -> Option<&'static str> {
-    Some(match proto {
-        IPPROTO_TCP => "tcp",
-        IPPROTO_UDP => "udp",
-        IPPROTO_ICMP => "icmp",
-        IPPROTO_ICMPV6 => "ipv6-icmp",
-        IPPROTO_SCTP => "sctp",
-        IPPROTO_UDPLITE => "udplite",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -5,52 +5,21 @@
 //! 100k flows/s flood passes here), and writing straight into one reused buffer with itoa
 //! avoids building a value or a `String` per event.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use fwlog_common::{
-    event::{Action, CtState, VerdictEvent, VERDICT_HAS_SOCKET},
-    flow::{EndReason, FlowKey, FlowStats, SIDE_A},
+    event::{Action, CtState, VERDICT_HAS_SOCKET},
+    flow::SIDE_A,
     packet::{
         PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
-        IPPROTO_UDPLITE, IP_VERSION_4, IP_VERSION_6, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS,
-        PKT_HAS_TCP_FLAGS, PKT_L4_UNPARSED,
+        IPPROTO_UDPLITE, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS, PKT_HAS_TCP_FLAGS,
+        PKT_L4_UNPARSED,
     },
 };
 
-use super::{json_object::JsonObject, timestamp::TimestampFormatter, Direction};
-use crate::enrich::Extras;
-
-/// A verdict event with what the collector found out about it.
-pub struct VerdictRecord<'a> {
-    pub unix_ns: i128,
-    pub event: &'a VerdictEvent,
-    pub direction: Direction,
-    pub in_iface: Option<&'a str>,
-    pub extras: &'a Extras,
-}
-
-/// A flow that ended, with what the collector found out about it.
-pub struct FlowRecord<'a> {
-    pub start_unix_ns: i128,
-    pub end_unix_ns: i128,
-    pub key: &'a FlowKey,
-    pub stats: &'a FlowStats,
-    pub reason: EndReason,
-    pub direction: Direction,
-    pub iface: Option<&'a str>,
-    pub extras: &'a Extras,
-}
-
-/// Counters for `stats` lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsRecord {
-    pub events: u64,
-    pub flows: u64,
-    pub lost: u64,
-    pub flows_tracked: u64,
-    pub flows_evicted: u64,
-    pub malformed: u64,
-}
+use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
+use crate::{
+    record::{Extras, FlowRecord, StatsRecord, VerdictRecord},
+    values::Protocol,
+};
 
 /// Writes JSON lines into a buffer the caller drains (one write per batch, not per line).
 #[derive(Default)]
@@ -198,7 +167,7 @@ impl JsonObject<'_> {
     }
 
     fn packet(&mut self, packet: &PacketInfo) {
-        let (src, dst) = match packet_addrs(packet) {
+        let (src, dst) = match packet.addresses() {
             Some(addrs) => addrs,
             None => {
                 self.bool_true("malformed");
@@ -208,7 +177,7 @@ impl JsonObject<'_> {
         self.uint("ip_version", packet.ip_version.into());
         self.key("proto");
         self.out.push(b'"');
-        match proto_name(packet.proto) {
+        match Protocol(packet.proto).name() {
             Some(name) => self.out.extend_from_slice(name.as_bytes()),
             None => self
                 .out
@@ -268,52 +237,6 @@ impl JsonObject<'_> {
     }
 }
 
-/// Source and destination address, or `None` when the IP header could not be read.
-pub fn packet_addrs(packet: &PacketInfo) -> Option<(IpAddr, IpAddr)> {
-    match packet.ip_version {
-        IP_VERSION_4 => Some((v4(&packet.src_addr).into(), v4(&packet.dst_addr).into())),
-        IP_VERSION_6 => Some((
-            Ipv6Addr::from(packet.src_addr).into(),
-            Ipv6Addr::from(packet.dst_addr).into(),
-        )),
-        _ => None,
-    }
-}
-
-fn v4(addr: &[u8; 16]) -> Ipv4Addr {
-    Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
-}
-
-pub fn proto_name(proto: u8) -> Option<&'static str> {
-    Some(match proto {
-        IPPROTO_TCP => "tcp",
-        IPPROTO_UDP => "udp",
-        IPPROTO_ICMP => "icmp",
-        IPPROTO_ICMPV6 => "icmpv6",
-        IPPROTO_SCTP => "sctp",
-        IPPROTO_UDPLITE => "udplite",
-        _ => return None,
-    })
-}
-
-/// TCP flags as letters in a fixed order: S(YN) A(CK) F(IN) R(ST) P(SH) U(RG) E(CE) C(WR).
-pub fn tcp_flag_letters(flags: u8) -> impl Iterator<Item = u8> {
-    const ORDER: [(u8, u8); 8] = [
-        (0x02, b'S'),
-        (0x10, b'A'),
-        (0x01, b'F'),
-        (0x04, b'R'),
-        (0x08, b'P'),
-        (0x20, b'U'),
-        (0x40, b'E'),
-        (0x80, b'C'),
-    ];
-    ORDER
-        .into_iter()
-        .filter(move |(bit, _)| flags & bit != 0)
-        .map(|(_, letter)| letter)
-}
-
 /// Nanoseconds as seconds with three decimals (`12.503`).
 fn write_seconds(out: &mut Vec<u8>, nanos: i128) {
     let millis = nanos.max(0) / 1_000_000;
@@ -325,6 +248,28 @@ fn write_seconds(out: &mut Vec<u8>, nanos: i128) {
         b'0' + (fraction / 10 % 10) as u8,
         b'0' + (fraction % 10) as u8,
     ]);
+}
+
+impl EventWriter for JsonWriter {
+    fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
+        JsonWriter::verdict(self, out, record);
+    }
+
+    fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
+        JsonWriter::flow(self, out, record);
+    }
+
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        JsonWriter::lost(self, out, unix_ns, count);
+    }
+
+    fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+        JsonWriter::flows_evicted(self, out, unix_ns, count);
+    }
+
+    fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {
+        JsonWriter::stats(self, out, unix_ns, stats);
+    }
 }
 
 #[cfg(test)]

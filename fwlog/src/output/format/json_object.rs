@@ -4,7 +4,7 @@
 
 use std::{io::Write as _, net::IpAddr};
 
-use super::json::tcp_flag_letters;
+use super::tcp_flag_letters;
 
 pub struct JsonObject<'o> {
     pub out: &'o mut Vec<u8>,

@@ -19,13 +19,11 @@ use fwlog_common::{
 };
 use jiff::{tz::TimeZone, Timestamp};
 
-use super::{
-    connection::Connection,
-    json::{proto_name, tcp_flag_letters, FlowRecord, StatsRecord, VerdictRecord},
-    writer::EventWriter,
-    Direction,
+use super::{tcp_flag_letters, EventWriter};
+use crate::{
+    record::{connection::Connection, Extras, FlowRecord, StatsRecord, VerdictRecord},
+    values::{Direction, Protocol},
 };
-use crate::enrich::Extras;
 
 const ACTION_WIDTH: usize = 6;
 const PROTO_WIDTH: usize = 7;
@@ -114,7 +112,11 @@ impl TextWriter {
         };
         let proto = connection.map_or_else(
             || "?".to_string(),
-            |c| proto_name(c.proto).map_or_else(|| c.proto.to_string(), str::to_string),
+            |c| {
+                Protocol(c.proto)
+                    .name()
+                    .map_or_else(|| c.proto.to_string(), str::to_string)
+            },
         );
         let _ = write!(out, " {arrow} {proto:<PROTO_WIDTH$} ");
         self.scratch.clear();

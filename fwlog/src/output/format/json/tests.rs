@@ -1,10 +1,19 @@
 //! Golden tests pinning the JSON schema (README documents the same fields).
 
-use fwlog_common::{event::EVENT_KIND_VERDICT, flow::FlowStats};
+use std::net::Ipv6Addr;
+
+use fwlog_common::{
+    event::{VerdictEvent, EVENT_KIND_VERDICT},
+    flow::FlowStats,
+};
 
 use super::*;
-use crate::enrich::{Extras, ProcessView};
-use crate::output::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
+use crate::record::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
+use crate::{
+    output::format::tcp_flag_letters,
+    record::{Extras, ProcessView},
+    values::Direction,
+};
 
 fn render(record: &VerdictRecord) -> String {
     let mut out = Vec::new();
@@ -124,7 +133,7 @@ fn tcp_flag_order() {
 
 /// The field names in README's schema table.
 fn documented_fields() -> std::collections::BTreeSet<String> {
-    let readme = include_str!("../../../../README.md");
+    let readme = include_str!("../../../../../README.md");
     let start = readme
         .find("## JSON schema")
         .expect("README has a JSON schema section");

@@ -3,7 +3,7 @@
 use jiff::tz::TimeZone;
 
 use super::*;
-use crate::output::test_records::{
+use crate::record::test_records::{
     curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, T,
 };
 

@@ -1,0 +1,25 @@
+//! Naming the interfaces events carry by index (`in_iface`).
+
+use std::collections::HashMap;
+
+use crate::interfaces;
+
+/// Names interfaces by index, refreshing its table when it meets an index it does not know.
+#[derive(Default)]
+pub struct InterfaceNames {
+    names: HashMap<u32, String>,
+}
+
+impl InterfaceNames {
+    pub fn name(&mut self, index: u32) -> Option<&str> {
+        if index == 0 {
+            return None;
+        }
+        if !self.names.contains_key(&index) {
+            if let Ok(all) = interfaces::list() {
+                self.names = all.into_iter().collect();
+            }
+        }
+        self.names.get(&index).map(String::as_str)
+    }
+}
