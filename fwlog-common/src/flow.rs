@@ -319,6 +319,9 @@ impl FlowEndEvent {
     }
 }
 
+#[cfg(feature = "user")]
+mod user;
+
 #[cfg(test)]
 mod tests {
     extern crate std;

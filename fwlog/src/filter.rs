@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use fwlog_common::event::Action;
 
 use crate::{
-    record::{connection::Connection, Extras, FlowRecord, VerdictRecord},
+    record::{Connection, Extras, FlowRecord, VerdictRecord},
     summary::line::LogLine,
     values::{action_named, Direction, HostPattern, Protocol},
 };
@@ -46,20 +46,20 @@ impl Filter {
     pub fn matches_verdict(&self, record: &VerdictRecord) -> bool {
         self.keeps_everything()
             || self.matches_record(
-                Action::from_u8(record.event.action),
+                record.action,
                 record.direction,
-                Connection::of_verdict(record).as_ref(),
-                record.extras,
+                record.connection.as_ref(),
+                &record.extras,
             )
     }
 
     pub fn matches_flow(&self, record: &FlowRecord) -> bool {
         self.keeps_everything()
             || self.matches_record(
-                Action::from_u8(record.stats.action),
+                record.action,
                 record.direction,
-                Connection::of_flow(record).0.as_ref(),
-                record.extras,
+                record.connection.as_ref(),
+                &record.extras,
             )
     }
 
@@ -73,9 +73,9 @@ impl Filter {
         self.matches(&Candidate {
             action,
             direction: Some(direction),
-            proto: connection.map(|c| Protocol(c.proto)),
+            proto: connection.map(|c| c.protocol),
             ports: connection.and_then(|c| c.ports),
-            addrs: [connection.map(|c| c.src), connection.map(|c| c.dest)],
+            addrs: [connection.map(|c| c.client), connection.map(|c| c.server)],
             hosts: [extras.src_host.as_deref(), extras.dest_host.as_deref()],
         })
     }

@@ -9,7 +9,8 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use fwlog_common::{
     event::Action,
     packet::{
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+        protocol_keyword, protocol_name, protocol_number, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
     },
 };
 
@@ -102,41 +103,22 @@ pub fn action_named(name: &str) -> Option<Action> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Protocol(pub u8);
 
-/// The one table of protocol names: number, fwlog's word (`proto`), IANA's keyword (ECS's
-/// `network.transport`, which spells ICMPv6 `ipv6-icmp`).
-const PROTOCOLS: [(u8, &str, &str); 6] = [
-    (IPPROTO_TCP, "tcp", "tcp"),
-    (IPPROTO_UDP, "udp", "udp"),
-    (IPPROTO_ICMP, "icmp", "icmp"),
-    (IPPROTO_ICMPV6, "icmpv6", "ipv6-icmp"),
-    (IPPROTO_SCTP, "sctp", "sctp"),
-    (IPPROTO_UDPLITE, "udplite", "udplite"),
-];
-
 impl Protocol {
     /// fwlog's word for it (`proto`), for the protocols fwlog knows.
     pub fn name(self) -> Option<&'static str> {
-        PROTOCOLS
-            .iter()
-            .find(|(number, _, _)| *number == self.0)
-            .map(|(_, name, _)| *name)
+        protocol_name(self.0)
     }
 
     /// IANA's lower-case keyword, for the protocols fwlog knows.
     pub fn iana_keyword(self) -> Option<&'static str> {
-        PROTOCOLS
-            .iter()
-            .find(|(number, _, _)| *number == self.0)
-            .map(|(_, _, keyword)| *keyword)
+        protocol_keyword(self.0)
     }
 
     /// The protocol a line names: fwlog's word exactly as written, or the number.
     pub fn named(proto: &str) -> Option<Protocol> {
-        PROTOCOLS
-            .iter()
-            .find(|(_, name, _)| *name == proto)
-            .map(|(number, _, _)| Protocol(*number))
-            .or_else(|| proto.parse().ok().map(Protocol))
+        protocol_number(proto, |known, name| known == name)
+            .or_else(|| proto.parse().ok())
+            .map(Protocol)
     }
 
     /// TCP, UDP, UDP-Lite and SCTP: the protocols whose packets carry ports.
@@ -158,11 +140,8 @@ impl FromStr for Protocol {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        if let Some((number, _, _)) = PROTOCOLS
-            .iter()
-            .find(|(_, name, _)| name.eq_ignore_ascii_case(text))
-        {
-            return Ok(Protocol(*number));
+        if let Some(number) = protocol_number(text, str::eq_ignore_ascii_case) {
+            return Ok(Protocol(number));
         }
         text.parse::<u8>().map(Protocol).map_err(|_| {
             format!(

@@ -8,6 +8,7 @@ pub mod flow_filter;
 pub mod flows;
 pub mod interface_names;
 pub mod maps;
+pub mod records;
 
 use std::{future::Future, io::Write, time::Duration};
 
@@ -17,7 +18,7 @@ use fwlog_common::{
     counters::{FLOWS_CREATED, FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS},
     dns::{DnsEvent, EVENT_KIND_DNS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
-    flow::{EndReason, FlowEndEvent, FlowKey, FlowStats, SEEN_EGRESS, SIDE_A},
+    flow::{EndReason, FlowEndEvent},
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
@@ -25,13 +26,11 @@ use crate::{
     enrich::Enricher,
     filter::Filter,
     output::{format::EventWriter, writer::FormatWriter},
-    record::{FlowRecord, StatsRecord, VerdictRecord},
-    values::Direction,
+    record::StatsRecord,
 };
 use clock::BootClock;
-use direction::LocalAddresses;
 use flows::{EndedFlow, FlowTable};
-use interface_names::InterfaceNames;
+use records::RecordBuilder;
 
 /// How often the ring buffer is read when the kernel does not wake us: its programs wake the
 /// collector only when the ring is an eighth full (see `submit_flags` in fwlog-ebpf), so this
@@ -70,10 +69,7 @@ pub struct Collector<W: Write> {
     buffer: Vec<u8>,
     writer: FormatWriter,
     filter: Filter,
-    clock: BootClock,
-    names: InterfaceNames,
-    local: LocalAddresses,
-    enricher: Enricher,
+    records: RecordBuilder,
     totals: Totals,
     verdicts: bool,
     flows: Option<FlowTable>,
@@ -104,10 +100,7 @@ impl<W: Write> Collector<W> {
             buffer: Vec::with_capacity(1 << 20),
             writer: options.writer,
             filter: options.filter,
-            clock: BootClock::new(),
-            names: InterfaceNames::default(),
-            local: LocalAddresses::default(),
-            enricher: Enricher::new(options.name_processes),
+            records: RecordBuilder::new(Enricher::new(options.name_processes)),
             totals: Totals::default(),
             verdicts: options.verdicts,
             flows: options.flows,
@@ -165,26 +158,18 @@ impl<W: Write> Collector<W> {
 
     /// Formats every event in the ring buffer, then writes them in one go.
     fn drain(&mut self) -> Result<()> {
-        self.clock.refresh();
+        self.records.clock.refresh();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             match item.first() {
                 Some(&EVENT_KIND_DNS) => {
                     if let Some(message) = DnsEvent::message(&item) {
-                        self.enricher.learn_dns(message);
+                        self.records.enricher.learn_dns(message);
                     }
                 }
                 Some(&EVENT_KIND_VERDICT) if self.verdicts => {
                     if let Some(event) = VerdictEvent::from_bytes(&item) {
-                        let dest = event.packet.addresses().map(|(_, dest)| dest);
-                        let extras = self.enricher.verdict(&event);
-                        let record = VerdictRecord {
-                            unix_ns: self.clock.unix_ns(event.timestamp_ns),
-                            event: &event,
-                            direction: self.local.direction(event.ifindex, dest),
-                            in_iface: self.names.name(event.ifindex),
-                            extras: &extras,
-                        };
+                        let record = self.records.verdict(&event);
                         if self.filter.matches_verdict(&record) {
                             self.writer.verdict(&mut self.buffer, &record);
                         }
@@ -209,42 +194,13 @@ impl<W: Write> Collector<W> {
     }
 
     fn write_ended_flows(&mut self) {
-        for EndedFlow { key, stats, reason } in std::mem::take(&mut self.ended) {
-            let direction = self.flow_direction(&key, &stats);
-            let extras = self.enricher.flow(&key, &stats);
-            let record = FlowRecord {
-                start_unix_ns: self.clock.unix_ns(stats.first_ns),
-                end_unix_ns: self.clock.unix_ns(stats.last_ns),
-                key: &key,
-                stats: &stats,
-                reason,
-                direction,
-                iface: self.names.name(key.ifindex),
-                extras: &extras,
-            };
+        for ended in std::mem::take(&mut self.ended) {
+            let record = self.records.flow(&ended);
             if self.filter.matches_flow(&record) {
                 self.writer.flow(&mut self.buffer, &record);
             }
             self.totals.flows += 1;
         }
-    }
-
-    /// Outbound when the first packet left through tc egress; else inbound, or forward when
-    /// the server is not this machine.
-    fn flow_direction(&mut self, key: &FlowKey, stats: &FlowStats) -> Direction {
-        if stats.first_seen == SEEN_EGRESS {
-            return Direction::Outbound;
-        }
-        let server = if stats.opener == SIDE_A {
-            key.addr_b
-        } else {
-            key.addr_a
-        };
-        let server = match key.ip_version {
-            4 => std::net::IpAddr::from([server[0], server[1], server[2], server[3]]),
-            _ => std::net::IpAddr::from(server),
-        };
-        self.local.direction(key.ifindex, Some(server))
     }
 
     fn sweep_flows(&mut self) -> Result<()> {

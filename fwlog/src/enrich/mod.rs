@@ -8,14 +8,10 @@ pub mod process;
 
 use fwlog_common::{
     event::{Action, VerdictEvent, VERDICT_HAS_PROCESS},
-    flow::{FlowKey, FlowStats, SEEN_INGRESS, SIDE_A},
-    packet::{PKT_HAS_ICMP, PKT_HAS_PORTS},
+    flow::{FlowStats, SEEN_INGRESS},
 };
 
-use crate::{
-    record::{Extras, ProcessView},
-    values::Protocol,
-};
+use crate::record::{Connection, Extras, ProcessView};
 
 /// Turns kernel records into [`Extras`], keeping the caches that make it cheap.
 pub struct Enricher {
@@ -41,89 +37,64 @@ impl Enricher {
         self.names.learn(message);
     }
 
-    pub fn verdict(&mut self, event: &VerdictEvent) -> Extras {
-        let packet = &event.packet;
-        let Some((src, dest)) = packet.addresses() else {
+    /// Extras for a verdict on `event`, whose connection is `connection`.
+    pub fn verdict(&mut self, event: &VerdictEvent, connection: Option<&Connection>) -> Extras {
+        let Some(c) = connection else {
             return Extras::default();
         };
-        let ports = if packet.flags & PKT_HAS_PORTS != 0 {
-            Some((packet.src_port, packet.dst_port))
-        } else if packet.flags & PKT_HAS_ICMP != 0 {
-            Some((packet.icmp_type.into(), packet.icmp_code.into()))
-        } else {
-            None
-        };
         Extras {
-            community_id: community_id::community_id(src, dest, packet.proto, ports),
-            src_host: self.names.name(src),
-            dest_host: self.names.name(dest),
+            community_id: community_id::community_id(
+                c.client,
+                c.server,
+                c.protocol.0,
+                c.ports_or_icmp(),
+            ),
+            src_host: self.names.name(c.client),
+            dest_host: self.names.name(c.server),
             process: if event.flags & VERDICT_HAS_PROCESS != 0 {
                 Some(self.processes.view(&event.process))
             } else {
-                self.inbound_listener(event, dest)
+                self.inbound_listener(event, c)
             },
         }
     }
 
     /// For an accepted connection coming in, the process listening on its port.
-    fn inbound_listener(
-        &mut self,
-        event: &VerdictEvent,
-        dest: std::net::IpAddr,
-    ) -> Option<ProcessView> {
+    fn inbound_listener(&mut self, event: &VerdictEvent, c: &Connection) -> Option<ProcessView> {
         let accepted_inbound = self.name_processes
             && event.ifindex != 0
-            && Action::from_u8(event.action) == Some(Action::Accept)
-            && event.packet.flags & PKT_HAS_PORTS != 0;
+            && Action::from_u8(event.action) == Some(Action::Accept);
         if !accepted_inbound {
             return None;
         }
         let info = self
             .listeners
-            .find(event.packet.proto, dest, event.packet.dst_port)?;
+            .find(c.protocol.0, c.server, c.server_port()?)?;
         Some(self.processes.view(&info))
     }
 
-    /// Extras for a flow, from the client's side (the side that opened it).
-    pub fn flow(&mut self, key: &FlowKey, stats: &FlowStats) -> Extras {
-        let to_ip = |addr: &[u8; 16]| -> std::net::IpAddr {
-            if key.ip_version == 4 {
-                [addr[0], addr[1], addr[2], addr[3]].into()
-            } else {
-                (*addr).into()
-            }
-        };
-        let (client, server) = if stats.opener == SIDE_A {
-            (
-                (to_ip(&key.addr_a), key.port_a),
-                (to_ip(&key.addr_b), key.port_b),
-            )
-        } else {
-            (
-                (to_ip(&key.addr_b), key.port_b),
-                (to_ip(&key.addr_a), key.port_a),
-            )
-        };
-        let proto = Protocol(key.proto);
-        let ports = if proto.is_icmp() {
-            Some((stats.icmp_type.into(), stats.icmp_code.into()))
-        } else if proto.has_ports() {
-            Some((client.1, server.1))
-        } else {
-            None
+    /// Extras for a flow (`connection` is from the client's side, the side that opened it).
+    pub fn flow(&mut self, connection: Option<&Connection>, stats: &FlowStats) -> Extras {
+        let Some(c) = connection else {
+            return Extras::default();
         };
         Extras {
-            community_id: community_id::community_id(client.0, server.0, key.proto, ports),
-            src_host: self.names.name(client.0),
-            dest_host: self.names.name(server.0),
+            community_id: community_id::community_id(
+                c.client,
+                c.server,
+                c.protocol.0,
+                c.ports_or_icmp(),
+            ),
+            src_host: self.names.name(c.client),
+            dest_host: self.names.name(c.server),
             process: if stats.process.pid != 0 {
                 Some(self.processes.view(&stats.process))
             } else if self.name_processes
                 && stats.first_seen == SEEN_INGRESS
                 && Action::from_u8(stats.action) == Some(Action::Accept)
             {
-                self.listeners
-                    .find(key.proto, server.0, server.1)
+                c.server_port()
+                    .and_then(|port| self.listeners.find(c.protocol.0, c.server, port))
                     .map(|info| self.processes.view(&info))
             } else {
                 None

@@ -1,25 +1,23 @@
-//! The connection a verdict or flow record describes, client (`src`) to server (`dest`), the
-//! same way the JSON writer states it, for the other line formats.
+//! The connection an event is about, oriented client (the side that sent the first packet) to
+//! server, turned once from the kernel's packet or flow key into addresses, a protocol and ports.
 
 use std::net::IpAddr;
 
 use fwlog_common::{
-    flow::SIDE_A,
-    packet::{
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
-        IP_VERSION_4, IP_VERSION_6, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS, PKT_L4_UNPARSED,
-    },
+    flow::{FlowKey, FlowStats, SIDE_A},
+    packet::{PacketInfo, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS, PKT_L4_UNPARSED},
 };
 
-use super::{FlowRecord, VerdictRecord};
+use crate::values::Protocol;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
-    pub ip_version: u8,
-    pub proto: u8,
-    pub src: IpAddr,
-    pub dest: IpAddr,
-    /// Source and destination port, for protocols that have ports.
+    pub protocol: Protocol,
+    /// `src_ip` in the lines.
+    pub client: IpAddr,
+    /// `dest_ip` in the lines.
+    pub server: IpAddr,
+    /// Client and server port, for protocols that have ports.
     pub ports: Option<(u16, u16)>,
     /// ICMP type and code.
     pub icmp: Option<(u8, u8)>,
@@ -39,15 +37,14 @@ pub struct FlowCounts {
 }
 
 impl Connection {
-    /// `None` when the IP header could not be read (the JSON line says `"malformed":true`).
-    pub fn of_verdict(record: &VerdictRecord) -> Option<Self> {
-        let packet = &record.event.packet;
-        let (src, dest) = packet.addresses()?;
+    /// The connection a verdict's packet opens: its sender is the client. `None` when the IP
+    /// header could not be read (the lines say `"malformed":true`).
+    pub fn of_packet(packet: &PacketInfo) -> Option<Self> {
+        let (client, server) = packet.addresses()?;
         Some(Connection {
-            ip_version: packet.ip_version,
-            proto: packet.proto,
-            src,
-            dest,
+            protocol: Protocol(packet.proto),
+            client,
+            server,
             ports: (packet.flags & PKT_HAS_PORTS != 0)
                 .then_some((packet.src_port, packet.dst_port)),
             icmp: (packet.flags & PKT_HAS_ICMP != 0)
@@ -57,38 +54,32 @@ impl Connection {
         })
     }
 
-    /// The flow from the side that opened it, and its counts that way round.
-    pub fn of_flow(record: &FlowRecord) -> (Option<Self>, FlowCounts) {
-        let (key, stats) = (record.key, record.stats);
+    /// A flow from the side that opened it, and its counts that way round. The connection is
+    /// `None` for a key whose IP version is neither 4 nor 6.
+    pub fn of_flow(key: &FlowKey, stats: &FlowStats) -> (Option<Self>, FlowCounts) {
         let (client, server) = if stats.opener == SIDE_A {
             (0, 1)
         } else {
             (1, 0)
         };
-        let addrs = [&key.addr_a, &key.addr_b];
         let ports = [key.port_a, key.port_b];
-        let address = |bytes: &[u8; 16]| match key.ip_version {
-            IP_VERSION_4 => Some(IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])),
-            IP_VERSION_6 => Some(IpAddr::from(*bytes)),
-            _ => None,
-        };
-        let connection = address(addrs[client])
-            .zip(address(addrs[server]))
-            .map(|(src, dest)| Connection {
-                ip_version: key.ip_version,
-                proto: key.proto,
-                src,
-                dest,
-                ports: matches!(
-                    key.proto,
-                    IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
-                )
-                .then_some((ports[client], ports[server])),
-                icmp: matches!(key.proto, IPPROTO_ICMP | IPPROTO_ICMPV6)
+        let protocol = Protocol(key.proto);
+        let connection = key.addresses().map(|(a, b)| {
+            let addresses = [a, b];
+            Connection {
+                protocol,
+                client: addresses[client],
+                server: addresses[server],
+                ports: protocol
+                    .has_ports()
+                    .then_some((ports[client], ports[server])),
+                icmp: protocol
+                    .is_icmp()
                     .then_some((stats.icmp_type, stats.icmp_code)),
                 fragment: false,
                 malformed: false,
-            });
+            }
+        });
         let counts = FlowCounts {
             pkts_toserver: stats.pkts[client],
             bytes_toserver: stats.bytes[client],
@@ -96,5 +87,26 @@ impl Connection {
             bytes_toclient: stats.bytes[server],
         };
         (connection, counts)
+    }
+
+    /// 4 or 6.
+    pub fn ip_version(&self) -> u8 {
+        if self.client.is_ipv4() {
+            4
+        } else {
+            6
+        }
+    }
+
+    /// The server's port, for protocols that have ports.
+    pub fn server_port(&self) -> Option<u16> {
+        self.ports.map(|(_, port)| port)
+    }
+
+    /// What the Community ID hashes besides the addresses: ports, or ICMP type and code.
+    pub fn ports_or_icmp(&self) -> Option<(u16, u16)> {
+        self.ports.or(self
+            .icmp
+            .map(|(icmp_type, code)| (icmp_type.into(), code.into())))
     }
 }

@@ -8,7 +8,7 @@ use fwlog_common::{
     packet::{PacketInfo, IPPROTO_TCP, PKT_HAS_PORTS, PKT_HAS_TCP_FLAGS},
 };
 
-use super::{Extras, FlowRecord, ProcessView, VerdictRecord};
+use super::{Connection, Extras, FlowContext, FlowRecord, ProcessView, VerdictRecord};
 use crate::values::Direction;
 
 /// 2026-11-25T07:09:10.123456Z
@@ -38,14 +38,20 @@ pub fn inbound_tcp_syn() -> VerdictEvent {
     }
 }
 
-pub fn inbound_verdict<'a>(event: &'a VerdictEvent, extras: &'a Extras) -> VerdictRecord<'a> {
-    VerdictRecord {
-        unix_ns: T,
-        event,
-        direction: Direction::Inbound,
-        in_iface: Some("wlan0"),
-        extras,
-    }
+/// The record the collector makes of `event`, seen coming in on wlan0.
+pub fn inbound_verdict(event: &VerdictEvent, extras: &Extras) -> VerdictRecord<'static> {
+    verdict_record(event, Direction::Inbound, Some("wlan0"), extras)
+}
+
+/// The record the collector makes of `event`.
+pub fn verdict_record(
+    event: &VerdictEvent,
+    direction: Direction,
+    in_iface: Option<&'static str>,
+    extras: &Extras,
+) -> VerdictRecord<'static> {
+    let connection = Connection::of_packet(&event.packet);
+    VerdictRecord::new(event, connection, T, direction, in_iface, extras.clone())
 }
 
 /// 192.0.2.10:40122 → 198.51.100.4:443, accepted, ended by FIN after 12.503 s; the client is
@@ -73,21 +79,32 @@ pub fn outbound_tcp_flow() -> (FlowKey, FlowStats) {
     (key, stats)
 }
 
-pub fn outbound_flow<'a>(
-    key: &'a FlowKey,
-    stats: &'a FlowStats,
-    extras: &'a Extras,
-) -> FlowRecord<'a> {
-    FlowRecord {
+/// The record the collector makes of the flow, ended by FIN after 12.503 s, outbound on wlan0.
+pub fn outbound_flow(key: &FlowKey, stats: &FlowStats, extras: &Extras) -> FlowRecord<'static> {
+    flow_record(key, stats, Direction::Outbound, extras)
+}
+
+/// The record the collector makes of the flow, ended by FIN after 12.503 s, on wlan0.
+pub fn flow_record(
+    key: &FlowKey,
+    stats: &FlowStats,
+    direction: Direction,
+    extras: &Extras,
+) -> FlowRecord<'static> {
+    let context = FlowContext {
         start_unix_ns: T,
         end_unix_ns: T + 12_503_074_000,
+        reason: EndReason::Fin,
+        direction,
+        iface: Some("wlan0"),
+    };
+    FlowRecord::new(
         key,
         stats,
-        reason: EndReason::Fin,
-        direction: Direction::Outbound,
-        iface: Some("wlan0"),
-        extras,
-    }
+        Connection::of_flow(key, stats),
+        context,
+        extras.clone(),
+    )
 }
 
 /// curl run by alice, talking to example.com.

@@ -25,18 +25,12 @@
 
 use std::io::Write as _;
 
-use fwlog_common::{
-    event::{Action, CtState, VERDICT_HAS_SOCKET},
-    packet::{IPPROTO_TCP, IP_VERSION_4, PKT_HAS_TCP_FLAGS},
-};
+use fwlog_common::event::Action;
 
 use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
 use crate::{
-    record::{
-        connection::{Connection, FlowCounts},
-        Extras, FlowRecord, StatsRecord, VerdictRecord,
-    },
-    values::{Direction, Protocol},
+    record::{Connection, Extras, FlowCounts, FlowRecord, StatsRecord, VerdictRecord},
+    values::Direction,
 };
 
 pub const ECS_VERSION: &str = "8.11.0";
@@ -75,9 +69,8 @@ impl EcsWriter {
 
 impl EventWriter for EcsWriter {
     fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
-        let event = record.event;
-        let action = Action::from_u8(event.action);
-        let connection = Connection::of_verdict(record);
+        let action = record.action;
+        let connection = record.connection;
         let mut line = self.open(out, record.unix_ns, "event");
         line.raw("category", "[\"network\"]");
         line.raw(
@@ -106,28 +99,26 @@ impl EventWriter for EcsWriter {
             line.close();
         }
         line.observer(record.in_iface.map(|name| ("ingress", name)));
-        line.network(connection.as_ref(), record.direction, record.extras, None);
-        line.endpoints(connection.as_ref(), record.extras, None);
-        let socket_uid = (event.flags & VERDICT_HAS_SOCKET != 0).then_some(event.uid);
-        line.process_and_user(record.extras, socket_uid);
+        line.network(connection.as_ref(), record.direction, &record.extras, None);
+        line.endpoints(connection.as_ref(), &record.extras, None);
+        line.process_and_user(&record.extras, record.socket_uid);
 
         line.open("fwlog");
-        if let Some(state) = CtState::from_u8(event.ct_state) {
+        if let Some(state) = record.ct_state {
             line.str("ct_state", state.as_str());
         }
-        line.uint("len", event.len.into());
-        if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
-            line.tcp_flags("tcp_flags", event.packet.tcp_flags);
+        line.uint("len", record.len.into());
+        if let Some(flags) = record.tcp_flags {
+            line.tcp_flags("tcp_flags", flags);
         }
-        line.fwlog_common(connection.as_ref(), record.direction, record.extras);
+        line.fwlog_common(connection.as_ref(), record.direction, &record.extras);
         line.close();
         line.end_line();
     }
 
     fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
-        let stats = record.stats;
-        let action = Action::from_u8(stats.action);
-        let (connection, counts) = Connection::of_flow(record);
+        let action = record.action;
+        let (connection, counts) = (record.connection, record.counts);
         let mut line = self.open(out, record.end_unix_ns, "event");
         line.raw("category", "[\"network\"]");
         line.raw(
@@ -165,29 +156,29 @@ impl EventWriter for EcsWriter {
         line.network(
             connection.as_ref(),
             record.direction,
-            record.extras,
+            &record.extras,
             Some(&counts),
         );
-        line.endpoints(connection.as_ref(), record.extras, Some(&counts));
-        line.process_and_user(record.extras, None);
+        line.endpoints(connection.as_ref(), &record.extras, Some(&counts));
+        line.process_and_user(&record.extras, None);
 
         line.open("fwlog");
         if let Some(action) = action {
             line.str("action", action.as_str());
         }
-        if let Some(state) = CtState::from_u8(stats.ct_state) {
+        if let Some(state) = record.ct_state {
             line.str("ct_state", state.as_str());
         }
-        if record.key.proto == IPPROTO_TCP {
-            line.tcp_flags("tcp_flags", stats.tcp_flags as u8);
+        if let Some(flags) = record.tcp_flags {
+            line.tcp_flags("tcp_flags", flags);
         }
-        if stats.icmp_error_type != 0 {
+        if let Some((icmp_type, code)) = record.icmp_error {
             line.open("icmp_error");
-            line.uint("type", stats.icmp_error_type.into());
-            line.uint("code", stats.icmp_error_code.into());
+            line.uint("type", icmp_type.into());
+            line.uint("code", code.into());
             line.close();
         }
-        line.fwlog_common(connection.as_ref(), record.direction, record.extras);
+        line.fwlog_common(connection.as_ref(), record.direction, &record.extras);
         line.close_or_drop_empty();
         line.end_line();
     }
@@ -246,18 +237,11 @@ impl JsonObject<'_> {
     ) {
         self.open("network");
         if let Some(c) = connection {
-            self.str(
-                "type",
-                if c.ip_version == IP_VERSION_4 {
-                    "ipv4"
-                } else {
-                    "ipv6"
-                },
-            );
-            if let Some(transport) = Protocol(c.proto).iana_keyword() {
+            self.str("type", if c.client.is_ipv4() { "ipv4" } else { "ipv6" });
+            if let Some(transport) = c.protocol.iana_keyword() {
                 self.str("transport", transport);
             }
-            self.uint_string("iana_number", c.proto.into());
+            self.uint_string("iana_number", c.protocol.0.into());
         }
         self.str(
             "direction",
@@ -289,10 +273,10 @@ impl JsonObject<'_> {
             return;
         };
         let sides = [
-            ("source", c.src, c.ports.map(|p| p.0), &extras.src_host),
+            ("source", c.client, c.ports.map(|p| p.0), &extras.src_host),
             (
                 "destination",
-                c.dest,
+                c.server,
                 c.ports.map(|p| p.1),
                 &extras.dest_host,
             ),

@@ -5,21 +5,8 @@
 //! 100k flows/s flood passes here), and writing straight into one reused buffer with itoa
 //! avoids building a value or a `String` per event.
 
-use fwlog_common::{
-    event::{Action, CtState, VERDICT_HAS_SOCKET},
-    flow::SIDE_A,
-    packet::{
-        PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
-        IPPROTO_UDPLITE, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_HAS_PORTS, PKT_HAS_TCP_FLAGS,
-        PKT_L4_UNPARSED,
-    },
-};
-
 use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
-use crate::{
-    record::{Extras, FlowRecord, StatsRecord, VerdictRecord},
-    values::Protocol,
-};
+use crate::record::{Connection, Extras, FlowRecord, StatsRecord, VerdictRecord};
 
 /// Writes JSON lines into a buffer the caller drains (one write per batch, not per line).
 #[derive(Default)]
@@ -30,72 +17,50 @@ pub struct JsonWriter {
 impl JsonWriter {
     /// `{"timestamp":…,"event_type":"verdict",…}` and a newline.
     pub fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
-        let event = record.event;
         let mut line = self.open(out, record.unix_ns, "verdict");
-        if let Some(action) = Action::from_u8(event.action) {
+        if let Some(action) = record.action {
             line.str("action", action.as_str());
         }
-        if let Some(state) = CtState::from_u8(event.ct_state) {
+        if let Some(state) = record.ct_state {
             line.str("ct_state", state.as_str());
         }
         line.str("direction", record.direction.as_str());
         if let Some(name) = record.in_iface {
             line.escaped("in_iface", name);
         }
-        if let Some(action) = Action::from_u8(event.action) {
+        if let Some(action) = record.action {
             line.str("chain", action.chain());
         }
-        line.packet(&event.packet);
-        line.uint("len", event.len.into());
-        if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
-            line.tcp_flags("tcp_flags", event.packet.tcp_flags);
+        line.connection(record.connection.as_ref());
+        line.uint("len", record.len.into());
+        if let Some(flags) = record.tcp_flags {
+            line.tcp_flags("tcp_flags", flags);
         }
-        if event.flags & VERDICT_HAS_SOCKET != 0 {
-            line.uint("uid", event.uid.into());
+        if let Some(uid) = record.socket_uid {
+            line.uint("uid", uid.into());
         }
-        line.extras(record.extras);
+        line.extras(&record.extras);
         line.end_line();
     }
 
     /// `{"timestamp":…,"event_type":"flow",…,"flow":{…}}`: how a flow went, once it ended.
     pub fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
-        let (key, stats) = (record.key, record.stats);
         let mut line = self.open(out, record.end_unix_ns, "flow");
         line.str("direction", record.direction.as_str());
         if let Some(name) = record.iface {
             line.escaped("in_iface", name);
         }
-        let client_is_a = stats.opener == SIDE_A;
-        let (client, server) = if client_is_a { (0, 1) } else { (1, 0) };
-        let addrs = [&key.addr_a, &key.addr_b];
-        let ports = [key.port_a, key.port_b];
-        let packet = PacketInfo {
-            src_addr: *addrs[client],
-            dst_addr: *addrs[server],
-            src_port: ports[client],
-            dst_port: ports[server],
-            ip_version: key.ip_version,
-            proto: key.proto,
-            icmp_type: stats.icmp_type,
-            icmp_code: stats.icmp_code,
-            flags: match key.proto {
-                IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => PKT_HAS_PORTS,
-                IPPROTO_ICMP | IPPROTO_ICMPV6 => PKT_HAS_ICMP,
-                _ => 0,
-            },
-            ..PacketInfo::default()
-        };
-        line.packet(&packet);
-        if let Some(action) = Action::from_u8(stats.action) {
+        line.connection(record.connection.as_ref());
+        if let Some(action) = record.action {
             line.str("action", action.as_str());
         }
-        if let Some(state) = CtState::from_u8(stats.ct_state) {
+        if let Some(state) = record.ct_state {
             line.str("ct_state", state.as_str());
         }
-        if key.proto == IPPROTO_TCP {
-            line.tcp_flags("tcp_flags", stats.tcp_flags as u8);
+        if let Some(flags) = record.tcp_flags {
+            line.tcp_flags("tcp_flags", flags);
         }
-        line.extras(record.extras);
+        line.extras(&record.extras);
         line.open("flow");
         line.out.extend_from_slice(b"\"start\":\"");
         self.timestamps.write(line.out, record.start_unix_ns);
@@ -104,13 +69,14 @@ impl JsonWriter {
         line.out.push(b'"');
         line.key("duration_s");
         write_seconds(line.out, record.end_unix_ns - record.start_unix_ns);
-        line.uint("pkts_toserver", stats.pkts[client]);
-        line.uint("bytes_toserver", stats.bytes[client]);
-        line.uint("pkts_toclient", stats.pkts[server]);
-        line.uint("bytes_toclient", stats.bytes[server]);
-        if stats.icmp_error_type != 0 {
-            line.uint("icmp_error_type", stats.icmp_error_type.into());
-            line.uint("icmp_error_code", stats.icmp_error_code.into());
+        let counts = &record.counts;
+        line.uint("pkts_toserver", counts.pkts_toserver);
+        line.uint("bytes_toserver", counts.bytes_toserver);
+        line.uint("pkts_toclient", counts.pkts_toclient);
+        line.uint("bytes_toclient", counts.bytes_toclient);
+        if let Some((icmp_type, code)) = record.icmp_error {
+            line.uint("icmp_error_type", icmp_type.into());
+            line.uint("icmp_error_code", code.into());
         }
         line.str("reason", record.reason.as_str());
         line.close();
@@ -166,40 +132,38 @@ impl JsonObject<'_> {
         self.uint("malformed", stats.malformed);
     }
 
-    fn packet(&mut self, packet: &PacketInfo) {
-        let (src, dst) = match packet.addresses() {
-            Some(addrs) => addrs,
-            None => {
-                self.bool_true("malformed");
-                return;
-            }
+    /// The connection's fields, client first; `"malformed":true` alone when there is none.
+    fn connection(&mut self, connection: Option<&Connection>) {
+        let Some(c) = connection else {
+            self.bool_true("malformed");
+            return;
         };
-        self.uint("ip_version", packet.ip_version.into());
+        self.uint("ip_version", c.ip_version().into());
         self.key("proto");
         self.out.push(b'"');
-        match Protocol(packet.proto).name() {
+        match c.protocol.name() {
             Some(name) => self.out.extend_from_slice(name.as_bytes()),
             None => self
                 .out
-                .extend_from_slice(itoa::Buffer::new().format(packet.proto).as_bytes()),
+                .extend_from_slice(itoa::Buffer::new().format(c.protocol.0).as_bytes()),
         }
         self.out.push(b'"');
-        self.ip("src_ip", src);
-        if packet.flags & PKT_HAS_PORTS != 0 {
-            self.uint("src_port", packet.src_port.into());
+        self.ip("src_ip", c.client);
+        if let Some((port, _)) = c.ports {
+            self.uint("src_port", port.into());
         }
-        self.ip("dest_ip", dst);
-        if packet.flags & PKT_HAS_PORTS != 0 {
-            self.uint("dest_port", packet.dst_port.into());
+        self.ip("dest_ip", c.server);
+        if let Some((_, port)) = c.ports {
+            self.uint("dest_port", port.into());
         }
-        if packet.flags & PKT_HAS_ICMP != 0 {
-            self.uint("icmp_type", packet.icmp_type.into());
-            self.uint("icmp_code", packet.icmp_code.into());
+        if let Some((icmp_type, code)) = c.icmp {
+            self.uint("icmp_type", icmp_type.into());
+            self.uint("icmp_code", code.into());
         }
-        if packet.flags & PKT_FRAGMENT != 0 {
+        if c.fragment {
             self.bool_true("fragment");
         }
-        if packet.flags & PKT_L4_UNPARSED != 0 {
+        if c.malformed {
             self.bool_true("malformed");
         }
     }

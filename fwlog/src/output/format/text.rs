@@ -13,16 +13,13 @@
 
 use std::{fmt::Write as _, io::Write as _};
 
-use fwlog_common::{
-    event::{Action, CtState, VERDICT_HAS_SOCKET},
-    packet::{IPPROTO_TCP, PKT_HAS_TCP_FLAGS},
-};
+use fwlog_common::event::{Action, CtState};
 use jiff::{tz::TimeZone, Timestamp};
 
 use super::{tcp_flag_letters, EventWriter};
 use crate::{
-    record::{connection::Connection, Extras, FlowRecord, StatsRecord, VerdictRecord},
-    values::{Direction, Protocol},
+    record::{Connection, Extras, FlowRecord, StatsRecord, VerdictRecord},
+    values::Direction,
 };
 
 const ACTION_WIDTH: usize = 6;
@@ -113,21 +110,21 @@ impl TextWriter {
         let proto = connection.map_or_else(
             || "?".to_string(),
             |c| {
-                Protocol(c.proto)
+                c.protocol
                     .name()
-                    .map_or_else(|| c.proto.to_string(), str::to_string)
+                    .map_or_else(|| c.protocol.0.to_string(), str::to_string)
             },
         );
         let _ = write!(out, " {arrow} {proto:<PROTO_WIDTH$} ");
         self.scratch.clear();
         match connection {
-            Some(c) => endpoint(&mut self.scratch, c.src, c.ports.map(|p| p.0)),
+            Some(c) => endpoint(&mut self.scratch, c.client, c.ports.map(|p| p.0)),
             None => self.scratch.push('?'),
         }
         let _ = write!(out, "{:>ENDPOINT_WIDTH$} → ", self.scratch);
         self.scratch.clear();
         match connection {
-            Some(c) => endpoint(&mut self.scratch, c.dest, c.ports.map(|p| p.1)),
+            Some(c) => endpoint(&mut self.scratch, c.server, c.ports.map(|p| p.1)),
             None => self.scratch.push('?'),
         }
         let _ = write!(out, "{:<ENDPOINT_WIDTH$} ", self.scratch);
@@ -194,36 +191,32 @@ impl TextWriter {
 
 impl EventWriter for TextWriter {
     fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
-        let event = record.event;
-        let action = Action::from_u8(event.action);
-        let (label, colour) = match action {
+        let (label, colour) = match record.action {
             Some(Action::Accept) => ("accept", GREEN),
             Some(Action::Drop) => ("drop", RED),
             Some(Action::Reject) => ("reject", YELLOW),
             None => ("?", ""),
         };
         self.start(out, record.unix_ns, label, colour);
-        let connection = Connection::of_verdict(record);
-        self.tuple(out, record.direction, connection.as_ref(), record.in_iface);
-        if CtState::from_u8(event.ct_state) == Some(CtState::Related) {
+        let connection = record.connection.as_ref();
+        self.tuple(out, record.direction, connection, record.in_iface);
+        if record.ct_state == Some(CtState::Related) {
             out.extend_from_slice(b" related");
         }
-        let _ = write!(out, " len={}", event.len);
-        if event.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
+        let _ = write!(out, " len={}", record.len);
+        if let Some(flags) = record.tcp_flags {
             out.extend_from_slice(b" flags=");
-            out.extend(tcp_flag_letters(event.packet.tcp_flags));
+            out.extend(tcp_flag_letters(flags));
         }
-        self.connection_extras(out, connection.as_ref());
-        let socket_uid = (event.flags & VERDICT_HAS_SOCKET != 0).then_some(event.uid);
-        self.enrichment(out, record.extras, socket_uid);
+        self.connection_extras(out, connection);
+        self.enrichment(out, &record.extras, record.socket_uid);
         self.end(out);
     }
 
     fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord) {
-        let stats = record.stats;
         self.start(out, record.end_unix_ns, "flow", CYAN);
-        let (connection, counts) = Connection::of_flow(record);
-        self.tuple(out, record.direction, connection.as_ref(), record.iface);
+        let (connection, counts) = (record.connection.as_ref(), &record.counts);
+        self.tuple(out, record.direction, connection, record.iface);
         let millis = (record.end_unix_ns - record.start_unix_ns).max(0) / 1_000_000;
         let _ = write!(
             out,
@@ -236,25 +229,21 @@ impl EventWriter for TextWriter {
             counts.bytes_toserver,
             counts.bytes_toclient,
         );
-        if let Some(action) = Action::from_u8(stats.action) {
+        if let Some(action) = record.action {
             let _ = write!(out, " {}", action.as_str());
         }
-        if CtState::from_u8(stats.ct_state) == Some(CtState::Related) {
+        if record.ct_state == Some(CtState::Related) {
             out.extend_from_slice(b" related");
         }
-        if record.key.proto == IPPROTO_TCP {
+        if let Some(flags) = record.tcp_flags {
             out.extend_from_slice(b" flags=");
-            out.extend(tcp_flag_letters(stats.tcp_flags as u8));
+            out.extend(tcp_flag_letters(flags));
         }
-        self.connection_extras(out, connection.as_ref());
-        if stats.icmp_error_type != 0 {
-            let _ = write!(
-                out,
-                " icmp_error={}/{}",
-                stats.icmp_error_type, stats.icmp_error_code
-            );
+        self.connection_extras(out, connection);
+        if let Some((icmp_type, code)) = record.icmp_error {
+            let _ = write!(out, " icmp_error={icmp_type}/{code}");
         }
-        self.enrichment(out, record.extras, None);
+        self.enrichment(out, &record.extras, None);
         self.end(out);
     }
 

@@ -3,12 +3,17 @@
 use std::net::Ipv6Addr;
 
 use fwlog_common::{
-    event::{VerdictEvent, EVENT_KIND_VERDICT},
+    event::{Action, CtState, VerdictEvent, EVENT_KIND_VERDICT, VERDICT_HAS_SOCKET},
     flow::FlowStats,
+    packet::{
+        PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, PKT_FRAGMENT, PKT_HAS_ICMP, PKT_L4_UNPARSED,
+    },
 };
 
 use super::*;
-use crate::record::test_records::{inbound_tcp_syn, outbound_flow, outbound_tcp_flow, T};
+use crate::record::test_records::{
+    inbound_tcp_syn, outbound_flow, outbound_tcp_flow, verdict_record, T,
+};
 use crate::{
     output::format::tcp_flag_letters,
     record::{Extras, ProcessView},
@@ -24,13 +29,12 @@ fn render(record: &VerdictRecord) -> String {
 #[test]
 fn inbound_drop_matches_the_documented_example() {
     let event = inbound_tcp_syn();
-    let line = render(&VerdictRecord {
-        unix_ns: T,
-        event: &event,
-        direction: Direction::Inbound,
-        in_iface: Some("wlan0"),
-        extras: &Extras::default(),
-    });
+    let line = render(&verdict_record(
+        &event,
+        Direction::Inbound,
+        Some("wlan0"),
+        &Extras::default(),
+    ));
     assert_eq!(
         line,
         r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"drop","ct_state":"new","direction":"inbound","in_iface":"wlan0","chain":"LOG_AND_DROP","ip_version":4,"proto":"tcp","src_ip":"203.0.113.7","src_port":51234,"dest_ip":"192.0.2.10","dest_port":22,"len":60,"tcp_flags":"S"}
@@ -60,13 +64,12 @@ fn outbound_icmpv6_with_a_socket_owner() {
         packet,
         ..VerdictEvent::default()
     };
-    let line = render(&VerdictRecord {
-        unix_ns: T,
-        event: &event,
-        direction: Direction::Outbound,
-        in_iface: None,
-        extras: &Extras::default(),
-    });
+    let line = render(&verdict_record(
+        &event,
+        Direction::Outbound,
+        None,
+        &Extras::default(),
+    ));
     assert_eq!(
         line,
         r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"accept","ct_state":"new","direction":"outbound","chain":"LOG_AND_ACCEPT","ip_version":6,"proto":"icmpv6","src_ip":"fd00:200::1","dest_ip":"fd00:200::2","icmp_type":128,"icmp_code":0,"len":104,"uid":1000}
@@ -81,13 +84,12 @@ fn related_fragment_and_unknown_protocol() {
     event.ct_state = CtState::Related as u8;
     event.packet.proto = 47;
     event.packet.flags = PKT_FRAGMENT;
-    let line = render(&VerdictRecord {
-        unix_ns: T,
-        event: &event,
-        direction: Direction::Forward,
-        in_iface: Some("we\"ird"),
-        extras: &Extras::default(),
-    });
+    let line = render(&verdict_record(
+        &event,
+        Direction::Forward,
+        Some("we\"ird"),
+        &Extras::default(),
+    ));
     assert_eq!(
         line,
         r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"reject","ct_state":"related","direction":"forward","in_iface":"we\"ird","chain":"LOG_AND_REJECT","ip_version":4,"proto":"47","src_ip":"203.0.113.7","dest_ip":"192.0.2.10","fragment":true,"len":60}
@@ -100,13 +102,12 @@ fn related_fragment_and_unknown_protocol() {
 fn unreadable_ip_header_is_reported_not_guessed() {
     let mut event = inbound_tcp_syn();
     event.packet = PacketInfo::default();
-    let line = render(&VerdictRecord {
-        unix_ns: T,
-        event: &event,
-        direction: Direction::Inbound,
-        in_iface: None,
-        extras: &Extras::default(),
-    });
+    let line = render(&verdict_record(
+        &event,
+        Direction::Inbound,
+        None,
+        &Extras::default(),
+    ));
     assert!(line.contains(r#""malformed":true"#));
     assert!(!line.contains("src_ip"));
 }
@@ -160,13 +161,7 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
     for (event, in_iface) in [(&inbound, Some("eth0")), (&outbound_icmp, None)] {
         writer.verdict(
             &mut out,
-            &VerdictRecord {
-                unix_ns: T,
-                event,
-                direction: Direction::Inbound,
-                in_iface,
-                extras: &full_extras(),
-            },
+            &verdict_record(event, Direction::Inbound, in_iface, &full_extras()),
         );
     }
     writer.lost(&mut out, T, 1);
@@ -221,13 +216,7 @@ fn extras_follow_the_packet_fields() {
     let mut out = Vec::new();
     JsonWriter::default().verdict(
         &mut out,
-        &VerdictRecord {
-            unix_ns: T,
-            event: &event,
-            direction: Direction::Outbound,
-            in_iface: None,
-            extras: &full_extras(),
-        },
+        &verdict_record(&event, Direction::Outbound, None, &full_extras()),
     );
     let line = String::from_utf8(out).expect("UTF-8");
     assert!(line.ends_with(r#","len":60,"tcp_flags":"S","community_id":"1:LQU9qZlK+B5F3KDmev6m5PMibrg=","src_host":"client.test","dest_host":"server.test","process":{"pid":1234,"comm":"curl","exe":"/usr/bin/curl","uid":1000,"user":"alice","unit":"session-2.scope","container":"4f3c"}}
