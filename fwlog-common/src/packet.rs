@@ -100,6 +100,17 @@ pub enum ParseError {
 pub trait PacketReader {
     /// The `N` bytes at `offset`, or `None` if any of them lies past the end of the packet.
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+
+    /// The two bytes at `offset`, as two values. For lengths that become offsets: LLVM builds
+    /// a 2-byte array read from packet memory as `(b1 << 8) | b0`, and before Linux 6.10 the
+    /// verifier knows nothing of an OR of two unknown values, so every offset computed from
+    /// either byte would be unbounded and the next packet read refused (the tc programs did
+    /// not load on 6.1). Readers of packet memory override this with two byte loads.
+    #[inline(always)]
+    fn read_pair(&self, offset: usize) -> Option<(u8, u8)> {
+        self.read::<2>(offset)
+            .map(|[first, second]| (first, second))
+    }
 }
 
 impl PacketReader for [u8] {
@@ -252,17 +263,18 @@ fn parse_ipv6<R: PacketReader + ?Sized>(
         steps += 1;
         let ext_len = match next_header {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH => {
-                let Some(ext) = packet.read::<2>(l4_offset) else {
+                // The length goes into the next offset: see `read_pair`.
+                let Some((header, units)) = packet.read_pair(l4_offset) else {
                     info.proto = next_header;
                     info.flags |= PKT_L4_UNPARSED;
                     return Ok(NO_L4);
                 };
                 let len = if next_header == IPV6_AH {
-                    (ext[1] as usize + 2) * 4
+                    (units as usize + 2) * 4
                 } else {
-                    (ext[1] as usize + 1) * 8
+                    (units as usize + 1) * 8
                 };
-                next_header = ext[0];
+                next_header = header;
                 len
             }
             IPV6_FRAGMENT => {

@@ -53,4 +53,18 @@ impl PacketReader for TcDirectReader<'_> {
         }
         self.ctx.load::<[u8; N]>(offset).ok()
     }
+
+    /// Two byte loads after one bounds check, never a 16-bit value (see the trait).
+    #[inline(always)]
+    fn read_pair(&self, offset: usize) -> Option<(u8, u8)> {
+        let start = self.data + offset;
+        if start + 2 <= self.data_end {
+            // SAFETY: both bytes lie within the packet's linear data (checked above).
+            return Some(unsafe { (*(start as *const u8), *((start + 1) as *const u8)) });
+        }
+        self.ctx
+            .load::<[u8; 2]>(offset)
+            .ok()
+            .map(|[first, second]| (first, second))
+    }
 }
