@@ -1,65 +1,17 @@
-//! The flow table end to end: how each flow ended, what it carried, in the JSON `flow` lines.
+//! The flow table end to end: how each flow ended and what it carried, in the JSON `flow`
+//! lines (TCP, UDP, IPv6, fragments, VLANs, malformed frames).
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    os::fd::AsRawFd as _,
-    time::Duration,
-};
+use std::{net::TcpStream, os::fd::AsRawFd as _, time::Duration};
 
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
     addr,
-    kernel_maps::{clear_filter, filter_total, flow_filter_of},
+    fwlog::{is_flow_to, number},
     netns::{HOST_V4, HOST_V6, PEER_V4, PEER_V6},
-    traffic::{tcp_listen, udp_bind, udp_send},
-    Fwlog, NetNs, TestNet,
+    traffic::{tcp_listen, tcp_transfer, udp_bind, udp_send},
+    Fwlog, TestNet,
 };
 use nix::sys::signal::Signal;
-use serde_json::Value;
-
-fn flow(e: &Value, dest_port: u16) -> bool {
-    e["event_type"] == "flow" && e["dest_port"] == dest_port
-}
-
-fn num(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-/// Sends `bytes` from `from` to a listener in `to`, which reads it all; closes both ways (FIN).
-fn transfer(
-    from: &NetNs,
-    listener: std::net::TcpListener,
-    to: SocketAddr,
-    bytes: usize,
-) -> Result<()> {
-    let reader = std::thread::spawn(move || -> Result<usize> {
-        let (mut conn, _) = listener.accept()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut total = 0;
-        let mut buffer = vec![0u8; 65536];
-        loop {
-            let n = conn.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            total += n;
-        }
-        Ok(total)
-    });
-    let mut stream =
-        from.enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))??;
-    stream.write_all(&vec![b'x'; bytes])?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest)?;
-    let received = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    assert_eq!(received, bytes);
-    Ok(())
-}
 
 #[test]
 fn a_known_transfer_ends_with_fin_and_exact_byte_counts() -> Result<()> {
@@ -67,8 +19,8 @@ fn a_known_transfer_ends_with_fin_and_exact_byte_counts() -> Result<()> {
     let listener = tcp_listen(&net.peer, addr(PEER_V4, 8080))?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
     const PAYLOAD: u64 = 1_000_000;
-    transfer(&net.host, listener, addr(PEER_V4, 8080), PAYLOAD as usize)?;
-    let record = fwlog.expect_event("the flow's end", |e| flow(e, 8080))?;
+    tcp_transfer(&net.host, listener, addr(PEER_V4, 8080), PAYLOAD as usize)?;
+    let record = fwlog.expect_event("the flow's end", |e| is_flow_to(e, 8080))?;
     let f = &record["flow"];
     assert_eq!(f["reason"], "fin");
     assert_eq!(record["direction"], "outbound");
@@ -86,13 +38,13 @@ fn a_known_transfer_ends_with_fin_and_exact_byte_counts() -> Result<()> {
     assert_eq!(record["tcp_flags"], "SAFP");
     // Every IP packet carries a 20-byte IPv4 header and a 20–60-byte TCP header (32 with the
     // timestamps Linux sends); segmentation offload may merge segments, never split headers.
-    let (pkts, bytes) = (num(&f["pkts_toserver"]), num(&f["bytes_toserver"]));
+    let (pkts, bytes) = (number(&f["pkts_toserver"]), number(&f["bytes_toserver"]));
     let headers = bytes - PAYLOAD;
     assert!(
         headers >= 40 * pkts && headers <= 80 * pkts,
         "{pkts} packets, {bytes} bytes"
     );
-    let (back_pkts, back_bytes) = (num(&f["pkts_toclient"]), num(&f["bytes_toclient"]));
+    let (back_pkts, back_bytes) = (number(&f["pkts_toclient"]), number(&f["bytes_toclient"]));
     assert!(back_pkts >= 2, "SYN-ACK and FIN at least");
     assert!(
         back_bytes >= 40 * back_pkts && back_bytes <= 80 * back_pkts,
@@ -131,7 +83,7 @@ fn a_reset_connection_ends_with_rst() -> Result<()> {
     };
     assert_eq!(set, 0);
     drop(stream);
-    let record = fwlog.expect_event("the reset flow", |e| flow(e, 8081))?;
+    let record = fwlog.expect_event("the reset flow", |e| is_flow_to(e, 8081))?;
     assert_eq!(record["flow"]["reason"], "rst");
     assert!(record["tcp_flags"]
         .as_str()
@@ -155,21 +107,21 @@ fn udp_then_silence_ends_idle_and_an_icmp_error_joins_its_flow() -> Result<()> {
     // Nobody listens on port 9: the answer is an ICMP port unreachable.
     udp_send(&net.host, addr(PEER_V4, 9), b"anyone?")?;
 
-    let exchange = fwlog.expect_event("the idle UDP flow", |e| flow(e, 5300))?;
+    let exchange = fwlog.expect_event("the idle UDP flow", |e| is_flow_to(e, 5300))?;
     assert_eq!(exchange["flow"]["reason"], "idle");
     assert_eq!(exchange["src_port"], from.port());
-    assert_eq!(num(&exchange["flow"]["pkts_toserver"]), 1);
-    assert_eq!(num(&exchange["flow"]["bytes_toserver"]), 20 + 8 + 4);
-    assert_eq!(num(&exchange["flow"]["pkts_toclient"]), 1);
-    assert_eq!(num(&exchange["flow"]["bytes_toclient"]), 20 + 8 + 4);
+    assert_eq!(number(&exchange["flow"]["pkts_toserver"]), 1);
+    assert_eq!(number(&exchange["flow"]["bytes_toserver"]), 20 + 8 + 4);
+    assert_eq!(number(&exchange["flow"]["pkts_toclient"]), 1);
+    assert_eq!(number(&exchange["flow"]["bytes_toclient"]), 20 + 8 + 4);
 
-    let refused = fwlog.expect_event("the refused UDP flow", |e| flow(e, 9))?;
+    let refused = fwlog.expect_event("the refused UDP flow", |e| is_flow_to(e, 9))?;
     assert_eq!(
         refused["flow"]["icmp_error_type"], 3,
         "the ICMP error joined the UDP flow"
     );
     assert_eq!(refused["flow"]["icmp_error_code"], 3);
-    assert_eq!(num(&refused["flow"]["pkts_toclient"]), 1);
+    assert_eq!(number(&refused["flow"]["pkts_toclient"]), 1);
     let events = fwlog.collect_events(Duration::from_millis(500));
     assert!(
         !events
@@ -185,14 +137,14 @@ fn ipv6_flow() -> Result<()> {
     let net = TestNet::new()?;
     let listener = tcp_listen(&net.peer, addr(PEER_V6, 8443))?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
-    transfer(&net.host, listener, addr(PEER_V6, 8443), 10_000)?;
-    let record = fwlog.expect_event("the IPv6 flow", |e| flow(e, 8443))?;
+    tcp_transfer(&net.host, listener, addr(PEER_V6, 8443), 10_000)?;
+    let record = fwlog.expect_event("the IPv6 flow", |e| is_flow_to(e, 8443))?;
     assert_eq!(record["ip_version"], 6);
     assert_eq!(record["src_ip"], HOST_V6);
     assert_eq!(record["flow"]["reason"], "fin");
     let (pkts, bytes) = (
-        num(&record["flow"]["pkts_toserver"]),
-        num(&record["flow"]["bytes_toserver"]),
+        number(&record["flow"]["pkts_toserver"]),
+        number(&record["flow"]["bytes_toserver"]),
     );
     let headers = bytes - 10_000;
     assert!(
@@ -231,16 +183,16 @@ fn ipv4_options_and_fragments_are_counted_right() -> Result<()> {
     udp_send(&net.host, addr(PEER_V4, 5401), &[7u8; 3000])?;
     assert_eq!(frag_sink.recv(&mut buffer)?, 3000);
 
-    let opts = fwlog.expect_event("the flow with IP options", |e| flow(e, 5400))?;
+    let opts = fwlog.expect_event("the flow with IP options", |e| is_flow_to(e, 5400))?;
     assert_eq!(
-        num(&opts["flow"]["bytes_toserver"]),
+        number(&opts["flow"]["bytes_toserver"]),
         24 + 8 + 4,
         "IHL 6, UDP, payload"
     );
-    let fragmented = fwlog.expect_event("the fragmented flow", |e| flow(e, 5401))?;
-    assert_eq!(num(&fragmented["flow"]["pkts_toserver"]), 3);
+    let fragmented = fwlog.expect_event("the fragmented flow", |e| is_flow_to(e, 5401))?;
+    assert_eq!(number(&fragmented["flow"]["pkts_toserver"]), 3);
     assert_eq!(
-        num(&fragmented["flow"]["bytes_toserver"]),
+        number(&fragmented["flow"]["bytes_toserver"]),
         3 * 20 + 8 + 3000
     );
     Ok(())
@@ -276,14 +228,14 @@ fn vlan_tagged_frames_are_parsed() -> Result<()> {
     for port in [5500, 5501] {
         let record = events
             .iter()
-            .find(|e| flow(e, port))
+            .find(|e| is_flow_to(e, port))
             .with_context(|| format!("no flow to port {port}: {events:#?}"))?;
         assert_eq!(record["in_iface"], net.host_if.as_str());
         assert_eq!(record["direction"], "inbound");
         assert_eq!(record["src_ip"], PEER_V4);
         assert_eq!(record["proto"], "udp");
         assert_eq!(
-            num(&record["flow"]["bytes_toserver"]),
+            number(&record["flow"]["bytes_toserver"]),
             34,
             "IP bytes, tags not counted"
         );
@@ -301,7 +253,7 @@ fn malformed_packets_are_counted_not_misread() -> Result<()> {
     let stats = fwlog.expect_event("stats counting them", |e| {
         e["event_type"] == "stats" && e["malformed"].as_u64().is_some_and(|m| m >= sent)
     })?;
-    assert!(num(&stats["malformed"]) >= sent);
+    assert!(number(&stats["malformed"]) >= sent);
     // Still working: a normal flow afterwards is tracked.
     let sink = udp_bind(&net.peer, addr(PEER_V4, 5600))?;
     udp_send(&net.host, addr(PEER_V4, 5600), b"ok")?;
@@ -312,7 +264,7 @@ fn malformed_packets_are_counted_not_misread() -> Result<()> {
         "{}",
         fwlog.stderr_text()
     );
-    fwlog.expect_event("the normal flow, flushed at exit", |e| flow(e, 5600))?;
+    fwlog.expect_event("the normal flow, flushed at exit", |e| is_flow_to(e, 5600))?;
     Ok(())
 }
 
@@ -378,300 +330,5 @@ fn send_frames(interface: &str, frames: &[Vec<u8>]) -> Result<()> {
     }
     // SAFETY: closing the socket made above.
     unsafe { libc::close(fd) };
-    Ok(())
-}
-
-#[test]
-fn a_small_flow_table_counts_and_reports_evictions() -> Result<()> {
-    let net = TestNet::new()?;
-    let sink = udp_bind(&net.peer, addr(PEER_V4, 5700))?;
-    // Only the test's own flows: no IPv6 neighbour discovery or MLD flows on the link, whose
-    // evictions would be counted too.
-    ipv4_only(&net)?;
-    let mut fwlog = Fwlog::watch(
-        &net.host,
-        &[
-            "--flow-table-size",
-            "16",
-            // Sweeps every 2 s, which notice the evictions (flows that go idle meanwhile are
-            // reported as such, which the count below allows for).
-            "--idle-timeout",
-            "8",
-            "--events",
-            "flow",
-            &net.host_if,
-        ],
-    )?;
-    const FLOWS: u64 = 200;
-    // Each flow its own source port (ephemeral ports could repeat and merge two flows).
-    for i in 0..FLOWS as u16 {
-        let socket = udp_bind(&net.host, addr(HOST_V4, 30_000 + i))?;
-        socket.send_to(b"x", addr(PEER_V4, 5700))?;
-    }
-    let mut buffer = [0u8; 8];
-    sink.set_read_timeout(Some(Duration::from_secs(2)))?;
-    for _ in 0..FLOWS {
-        sink.recv(&mut buffer).context("every datagram arrives")?;
-    }
-    let first_evictions = fwlog.expect_event("the sweep's eviction count", |e| {
-        e["event_type"] == "flows_evicted"
-    })?;
-    let filter = flow_filter_of(fwlog.pid().context("running")?)?;
-    assert!(
-        filter_total(&filter)? <= 16,
-        "the filter was recounted from the table after the evictions, not left at {FLOWS}"
-    );
-    assert!(
-        fwlog.stop(Signal::SIGINT)?.success(),
-        "{}",
-        fwlog.stderr_text()
-    );
-    let events = fwlog.collect_events(Duration::from_millis(300));
-    let reported = events.iter().filter(|e| flow(e, 5700)).count() as u64;
-    let evicted: u64 = num(&first_evictions["count"])
-        + events
-            .iter()
-            .filter(|e| e["event_type"] == "flows_evicted")
-            .map(|e| num(&e["count"]))
-            .sum::<u64>();
-    assert!(
-        evicted > 0,
-        "a 16-entry table cannot hold 200 flows: {events:#?}"
-    );
-    assert_eq!(
-        reported + evicted,
-        FLOWS,
-        "every flow is reported or counted as evicted"
-    );
-    assert!(
-        events.iter().all(|e| e["event_type"] != "verdict"),
-        "--events flow prints no verdicts"
-    );
-    Ok(())
-}
-
-#[test]
-fn open_flows_are_flushed_at_exit_and_tc_is_detached() -> Result<()> {
-    let net = TestNet::new()?;
-    let listener = tcp_listen(&net.peer, addr(PEER_V4, 8090))?;
-    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
-    let pid = fwlog.pid().context("running")?;
-    let links = tcx_links(pid.as_raw())?;
-    assert_eq!(links.len(), 2, "ingress and egress of one interface");
-    let _open = net
-        .host
-        .enter(|| TcpStream::connect(addr(PEER_V4, 8090)))??;
-    let _accepted = listener.accept()?;
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(fwlog.stop(Signal::SIGINT)?.success());
-    let record = fwlog.expect_event("the open flow, flushed", |e| flow(e, 8090))?;
-    assert_eq!(record["flow"]["reason"], "exit");
-    for link in links {
-        let shown = std::process::Command::new("bpftool")
-            .args(["link", "show", "id", &link.to_string()])
-            .output()?;
-        assert!(
-            !shown.status.success(),
-            "tcx link {link} is gone after exit"
-        );
-    }
-    Ok(())
-}
-
-/// The ids of the TCX links a process holds (from /proc/PID/fdinfo).
-fn tcx_links(pid: i32) -> Result<Vec<u32>> {
-    let mut links = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
-        if info
-            .lines()
-            .any(|l| l.starts_with("link_type:") && l.contains("tcx"))
-        {
-            if let Some(id) = info.lines().find_map(|l| l.strip_prefix("link_id:")) {
-                links.push(id.trim().parse()?);
-            }
-        }
-    }
-    Ok(links)
-}
-
-#[test]
-fn a_refused_attempt_is_a_verdict_not_a_flow() -> Result<()> {
-    let net = TestNet::new()?;
-    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
-    let attempt = net
-        .peer
-        .enter(|| TcpStream::connect_timeout(&addr(HOST_V4, 22), Duration::from_millis(800)))?;
-    assert!(attempt.is_err(), "dropped");
-    fwlog.expect_event("the drop", |e| {
-        e["event_type"] == "verdict" && e["dest_port"] == 22
-    })?;
-    assert!(fwlog.stop(nix::sys::signal::Signal::SIGINT)?.success());
-    let events = fwlog.collect_events(Duration::from_millis(300));
-    assert!(
-        !events.iter().any(|e| flow(e, 22)),
-        "a refused attempt keeps no flow (a spoofed flood cannot push real flows out): {events:#?}"
-    );
-    Ok(())
-}
-
-#[test]
-fn an_accepted_inbound_connection_is_one_flow_that_starts_with_its_verdict() -> Result<()> {
-    let net = TestNet::new()?;
-    let listener = tcp_listen(&net.host, addr(HOST_V4, 8090))?;
-    let mut fwlog = Fwlog::watch(&net.host, &["--allow-in", "8090/tcp", &net.host_if])?;
-    const PAYLOAD: u64 = 100_000;
-    transfer(&net.peer, listener, addr(HOST_V4, 8090), PAYLOAD as usize)?;
-    let verdict = fwlog.expect_event("the accept", |e| {
-        e["event_type"] == "verdict" && e["dest_port"] == 8090
-    })?;
-    assert_eq!(verdict["action"], "accept");
-    let record = fwlog.expect_event("the flow's end", |e| flow(e, 8090))?;
-    assert_eq!(record["flow"]["reason"], "fin");
-    assert_eq!(record["direction"], "inbound");
-    assert_eq!(record["src_ip"], PEER_V4);
-    assert_eq!(record["action"], "accept");
-    assert_eq!(
-        record["flow"]["start"], verdict["timestamp"],
-        "the verdict is stamped with the time tc ingress saw the flow's first packet"
-    );
-    let (pkts, bytes) = (
-        num(&record["flow"]["pkts_toserver"]),
-        num(&record["flow"]["bytes_toserver"]),
-    );
-    assert!(
-        bytes >= PAYLOAD + 40 * pkts && bytes <= PAYLOAD + 80 * pkts,
-        "the SYN and every segment after it: {pkts} packets, {bytes} bytes"
-    );
-    Ok(())
-}
-
-#[test]
-fn an_inbound_flow_a_users_own_rule_accepts_is_tracked_too() -> Result<()> {
-    let net = TestNet::new()?;
-    let server = udp_bind(&net.host, addr(HOST_V4, 9100))?;
-    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
-    // Accepted before fwlog's jump: no verdict program sees these datagrams, so the flow tc
-    // ingress proposed goes into the table with the next packet (or at exit).
-    let port = "9100";
-    let rule = [
-        "-I", "INPUT", "1", "-p", "udp", "--dport", port, "-j", "ACCEPT",
-    ];
-    net.host.exec("iptables", &rule)?;
-    let client = udp_bind(&net.peer, addr(PEER_V4, 0))?;
-    const DATAGRAMS: u64 = 3;
-    for _ in 0..DATAGRAMS {
-        client.send_to(b"hello", addr(HOST_V4, 9100))?;
-        server.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut buffer = [0u8; 16];
-        server
-            .recv_from(&mut buffer)
-            .context("the user's rule let the datagram in")?;
-    }
-    assert!(fwlog.stop(Signal::SIGINT)?.success());
-    let events = fwlog.collect_events(Duration::from_millis(300));
-    assert!(
-        !events
-            .iter()
-            .any(|e| e["event_type"] == "verdict" && e["dest_port"] == 9100),
-        "fwlog's chains never saw the flow: {events:#?}"
-    );
-    let record = events
-        .iter()
-        .find(|e| flow(e, 9100))
-        .with_context(|| format!("no flow record for port 9100: {events:#?}"))?;
-    assert_eq!(record["flow"]["reason"], "exit");
-    assert_eq!(record["direction"], "inbound");
-    assert_eq!(num(&record["flow"]["pkts_toserver"]), DATAGRAMS);
-    assert_eq!(
-        num(&record["flow"]["bytes_toserver"]),
-        DATAGRAMS * (20 + 8 + 5)
-    );
-    Ok(())
-}
-
-/// No IPv6 on the test link: neighbour discovery and MLD would add flows of their own.
-fn ipv4_only(net: &TestNet) -> Result<()> {
-    for (netns, interface) in [(&net.host, &net.host_if), (&net.peer, &net.peer_if)] {
-        let key = format!("net.ipv6.conf.{interface}.disable_ipv6=1");
-        netns.exec("sysctl", &["-q", "-w", &key])?;
-    }
-    Ok(())
-}
-
-#[test]
-fn the_flow_filter_counts_tracked_flows_and_forgets_swept_ones() -> Result<()> {
-    let net = TestNet::new()?;
-    ipv4_only(&net)?;
-    let _sink = udp_bind(&net.peer, addr(PEER_V4, 5800))?;
-    let mut fwlog = Fwlog::watch(
-        &net.host,
-        &["--idle-timeout", "2", "--events", "flow", &net.host_if],
-    )?;
-    let filter = flow_filter_of(fwlog.pid().context("running")?)?;
-    assert_eq!(filter_total(&filter)?, 0, "nothing tracked yet");
-    const FLOWS: u16 = 20;
-    for i in 0..FLOWS {
-        let socket = udp_bind(&net.host, addr(HOST_V4, 31_000 + i))?;
-        socket.send_to(b"x", addr(PEER_V4, 5800))?;
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        filter_total(&filter)?,
-        u64::from(FLOWS),
-        "each tracked flow counted once"
-    );
-    for _ in 0..FLOWS {
-        fwlog.expect_event("an idle flow", |e| {
-            flow(e, 5800) && e["flow"]["reason"] == "idle"
-        })?;
-    }
-    assert_eq!(
-        filter_total(&filter)?,
-        0,
-        "the collector counted out every flow it swept"
-    );
-    Ok(())
-}
-
-#[test]
-fn a_flow_the_filter_lost_count_of_is_still_counted_whole() -> Result<()> {
-    let net = TestNet::new()?;
-    ipv4_only(&net)?;
-    let server = udp_bind(&net.peer, addr(PEER_V4, 5900))?;
-    let mut fwlog = Fwlog::watch(&net.host, &["--events", "flow", &net.host_if])?;
-    let mut filter = flow_filter_of(fwlog.pid().context("running")?)?;
-    let client = udp_bind(&net.host, addr(HOST_V4, 0))?;
-    client.set_read_timeout(Some(Duration::from_secs(2)))?;
-    server.set_read_timeout(Some(Duration::from_secs(2)))?;
-    const ROUNDS: u64 = 3;
-    let mut buffer = [0u8; 16];
-    for _ in 0..ROUNDS {
-        // Lost before the outbound packet (tc egress) and again before the answer (tc
-        // ingress): each must find the flow through its insert and count to it.
-        clear_filter(&mut filter)?;
-        client.send_to(b"ping", addr(PEER_V4, 5900))?;
-        let (_, client_addr) = server.recv_from(&mut buffer)?;
-        std::thread::sleep(Duration::from_millis(50));
-        clear_filter(&mut filter)?;
-        server.send_to(b"pong!", client_addr)?;
-        client.recv(&mut buffer).context("the answer came back")?;
-    }
-    assert!(fwlog.stop(Signal::SIGINT)?.success());
-    let events = fwlog.collect_events(Duration::from_millis(300));
-    let records: Vec<&Value> = events.iter().filter(|e| flow(e, 5900)).collect();
-    assert_eq!(records.len(), 1, "one flow: {events:#?}");
-    let record = records[0];
-    assert_eq!(record["direction"], "outbound");
-    assert_eq!(num(&record["flow"]["pkts_toserver"]), ROUNDS);
-    assert_eq!(
-        num(&record["flow"]["bytes_toserver"]),
-        ROUNDS * (20 + 8 + 4)
-    );
-    assert_eq!(num(&record["flow"]["pkts_toclient"]), ROUNDS);
-    assert_eq!(
-        num(&record["flow"]["bytes_toclient"]),
-        ROUNDS * (20 + 8 + 5)
-    );
     Ok(())
 }

@@ -4,6 +4,8 @@ mod args;
 mod cmd;
 mod collector;
 mod config;
+#[cfg(test)]
+mod ebpf_object_names;
 mod enrich;
 mod filter;
 mod firewall;

@@ -198,3 +198,15 @@ impl Drop for Fwlog {
         }
     }
 }
+
+/// Whether JSON line `line` is a flow record to `dest_port`.
+pub fn is_flow_to(line: &Value, dest_port: u16) -> bool {
+    line["event_type"] == "flow" && line["dest_port"] == dest_port
+}
+
+/// A JSON number that must be there.
+pub fn number(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}

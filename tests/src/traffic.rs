@@ -1,7 +1,7 @@
 //! Traffic between the test namespaces, from sockets made inside them. Every wait is bounded.
 
 use std::{
-    io::{ErrorKind, Read as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     time::Duration,
 };
@@ -79,4 +79,39 @@ pub fn ping(from: &NetNs, to: &str) -> Result<bool> {
         .context("running ping (install iputils-ping)")?
         .status;
     Ok(status.success())
+}
+
+/// Sends `bytes` from `from` to a listener in `to`, which reads it all; closes both ways (FIN).
+pub fn tcp_transfer(
+    from: &NetNs,
+    listener: TcpListener,
+    to: SocketAddr,
+    bytes: usize,
+) -> Result<()> {
+    let reader = std::thread::spawn(move || -> Result<usize> {
+        let (mut conn, _) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut total = 0;
+        let mut buffer = vec![0u8; 65536];
+        loop {
+            let n = conn.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        Ok(total)
+    });
+    let mut stream =
+        from.enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))??;
+    stream.write_all(&vec![b'x'; bytes])?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    let received = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    assert_eq!(received, bytes);
+    Ok(())
 }

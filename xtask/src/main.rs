@@ -6,6 +6,8 @@ mod cmd;
 mod run;
 mod setup;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use std::process::ExitCode;
 
