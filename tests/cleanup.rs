@@ -8,10 +8,22 @@ use fwlog_tests::{
     fwlog::fwlog_command,
     netns::{HOST_V4, PEER_V4},
     traffic::{read_all, tcp_connect, tcp_listen, udp_bind, udp_send},
-    Fwlog, TestNet,
+    untagged, Fwlog, TestNet,
 };
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
+
+/// What a session pins: its record, the namespace link and the six verdict programs.
+const PINS: [&str; 8] = [
+    "link_netns",
+    "record",
+    "verdict_accept_new",
+    "verdict_accept_related",
+    "verdict_drop_new",
+    "verdict_drop_related",
+    "verdict_reject_new",
+    "verdict_reject_related",
+];
 
 const PROGRAMS: [&str; 6] = [
     "verdict_accept_new",
@@ -43,7 +55,7 @@ fn rules_and_pins_exist_while_watching_and_go_on_sigint() -> Result<()> {
     let before = net.host.saved_rules()?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
 
-    let during = net.host.saved_rules()?;
+    let during = untagged(&net.host.saved_rules()?);
     let pin_dir = net.host.pin_dir();
     for chain in ["LOG_AND_ACCEPT", "LOG_AND_DROP", "LOG_AND_REJECT"] {
         assert_eq!(
@@ -89,7 +101,7 @@ fn rules_and_pins_exist_while_watching_and_go_on_sigint() -> Result<()> {
             "{output} in both families:\n{during}"
         );
     }
-    assert_eq!(pins(&net), PROGRAMS);
+    assert_eq!(pins(&net), PINS);
 
     udp_send(&net.host, addr(PEER_V4, 7777), b"x")?;
     fwlog.expect_event("one event", |e| e["dest_port"] == 7777)?;
@@ -331,7 +343,7 @@ fn rules_prints_what_watch_installs_and_changes_nothing() -> Result<()> {
     assert!(printed.contains("# ip6tables-restore --noflush\n*filter\n"));
 
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if, "--kernel-log", "--prefix", "OY"])?;
-    let installed = net.host.saved_rules()?;
+    let installed = untagged(&net.host.saved_rules()?);
     for line in printed.lines().filter(|l| l.starts_with("-A ")) {
         // iptables-save prints REJECT's default and drops the quotes of the prefix.
         let line = line.replace("-j REJECT", "-j REJECT --reject-with icmp");
@@ -355,7 +367,7 @@ fn no_rules_pins_programs_and_prints_the_rules() -> Result<()> {
     let before = net.host.saved_rules()?;
     let mut fwlog = Fwlog::watch(&net.host, &["--no-rules", &net.host_if])?;
     assert_eq!(net.host.saved_rules()?, before, "no rules installed");
-    assert_eq!(pins(&net), PROGRAMS);
+    assert_eq!(pins(&net), PINS);
     let said = fwlog.stderr_text();
     assert!(
         said.contains("programs pinned, no rules installed"),

@@ -88,8 +88,8 @@ fn installed_firewall_works_without_a_reader_and_readers_resume() -> Result<()> 
     let links = pinned_link_ids(&net)?;
     assert_eq!(
         links.len(),
-        2 + 4,
-        "tc ingress and egress, four cgroup hooks"
+        2 + 4 + 1,
+        "tc ingress and egress, four cgroup hooks, the namespace link"
     );
 
     // A reader gets what happened before it started.

@@ -28,6 +28,9 @@ pub const PROCESS_PROGRAMS: [&str; 4] = [
     "process_sendmsg4",
     "process_sendmsg6",
 ];
+/// The sk_lookup program whose pinned netns link shows whether the namespace fwlog installed
+/// in still exists (it lets every lookup go on).
+pub const NETNS_ALIVE_PROGRAM: &str = "netns_alive";
 /// The tc programs, on ingress and egress of every watched Ethernet-like interface.
 pub const FLOW_INGRESS_PROGRAM: &str = "flow_ingress";
 pub const FLOW_EGRESS_PROGRAM: &str = "flow_egress";

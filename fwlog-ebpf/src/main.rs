@@ -10,6 +10,7 @@
 
 mod atomic;
 mod flow;
+mod liveness;
 mod maps;
 mod memory;
 mod process;

@@ -63,6 +63,10 @@ pub struct InstallArgs {
 
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
+    /// Also remove the pin directories of network namespaces that no longer exist (as `fwlog
+    /// status` lists them), and only those: a namespace fwlog cannot prove gone keeps its pins.
+    #[arg(long)]
+    pub orphans: bool,
     /// Where `install --enable` put the unit.
     #[arg(long, hide = true, default_value = crate::systemd::UNIT_DIR)]
     pub unit_dir: std::path::PathBuf,
@@ -102,9 +106,15 @@ pub struct RuleArgs {
     /// What happens to new inbound connections on IFACE, logged either way (default drop).
     #[arg(long, value_enum)]
     pub inbound: Option<Policy>,
-    /// What happens to new outbound connections, logged either way (default accept).
+    /// What happens to new outbound connections, logged either way (default accept, or drop
+    /// where the OUTPUT chain's policy is DROP).
     #[arg(long, value_enum)]
     pub outbound: Option<Policy>,
+    /// Seconds new connectionless (UDP, …) attempts are accepted and logged after install, so
+    /// that conntrack learns the flows the host already has before the policy applies (only
+    /// where the namespace has UDP or raw sockets; 0: apply it at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub grace: u64,
     /// Log and accept new inbound connections to this port before the inbound policy
     /// (PORT/tcp, PORT/udp or PORT/sctp; repeatable).
     #[arg(long, value_name = "PORT/PROTO")]

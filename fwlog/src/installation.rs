@@ -1,94 +1,390 @@
-//! What one fwlog instance puts in place (pins, then rules) and takes away again, in reverse
-//! order, on exit, on error and on panic.
+//! What one fwlog instance puts in place and takes away again. Its pin directory comes first,
+//! with a record of whose it is and how far it got; then the pins; then the rules. Removal goes
+//! in reverse, on exit, on error and on panic, and never takes away pins that remaining rules
+//! name: a failed removal leaves everything for `fwlog uninstall` to finish.
 
-use std::path::PathBuf;
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use aya::Ebpf;
+use fwlog_common::event::Action;
 
 use crate::{
     firewall::{
         iptables,
-        plan::{install_script, RuleOptions},
+        plan::{grace_end_script, install_script, Grace, RuleOptions},
+        removal::FilterTable,
         Family,
     },
-    loader,
-    netns::NetNs,
+    interrupt,
+    loader::{self, LoadOptions},
+    netns::{NetNs, PIN_ROOT},
+    pin_dir::{
+        self,
+        record::{Mode, Phase, Record},
+    },
 };
 
 pub struct Installation {
+    netns: NetNs,
     pin_dir: PathBuf,
-    pinned: bool,
+    mode: Mode,
+    /// Set once the pin directory and its record exist: this instance removes them.
+    record: Option<Record>,
+    /// Families whose rules may be in place (pushed before each restore, see `install_rules`).
     rules: Vec<Family>,
+    /// A rule removal failed: the pins stay for `fwlog uninstall`.
+    pins_needed: bool,
 }
 
 impl Installation {
-    pub fn new(netns: NetNs) -> Self {
+    pub fn new(netns: NetNs, mode: Mode) -> Self {
         Installation {
+            netns,
             pin_dir: netns.pin_dir(),
-            pinned: false,
+            mode,
+            record: None,
             rules: Vec::new(),
+            pins_needed: false,
         }
     }
 
+    /// Makes the pin directory with its record, attaches the namespace link and pins the
+    /// verdict programs. The directory must not exist yet (leftovers are removed first).
     pub fn pin(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        self.pinned = true;
+        fs::create_dir_all(PIN_ROOT).with_context(|| format!("creating {PIN_ROOT}"))?;
+        fs::create_dir(&self.pin_dir)
+            .with_context(|| format!("creating {}", self.pin_dir.display()))?;
+        let record = Record::new(self.netns, self.mode)?;
+        if let Err(error) = record.create(&self.pin_dir) {
+            let _ = fs::remove_dir(&self.pin_dir);
+            return Err(error);
+        }
+        self.record = Some(record);
+        loader::pin_netns_link(ebpf, &self.pin_dir)?;
         loader::pin_verdict_programs(ebpf, &self.pin_dir)
     }
 
-    /// Installs the rules for IPv4 then IPv6; if IPv6 fails, IPv4's are taken away again
-    /// (by `remove` or on drop), so the firewall is left as it was.
+    /// The record, to add what this instance attached (interfaces, tc filters).
+    pub fn record_mut(&mut self) -> Option<&mut Record> {
+        self.record.as_mut()
+    }
+
+    /// The comment of this instance's rules.
+    pub fn rule_tag(&self) -> String {
+        self.record
+            .as_ref()
+            .map_or_else(|| crate::firewall::RULE_COMMENT.into(), Record::rule_tag)
+    }
+
+    /// Installs the rules for IPv4 then IPv6. A failure or a stop request takes away what is
+    /// in place (by `remove` or on drop), so the firewall is left as it was.
+    ///
+    /// The default outbound policy follows OUTPUT's own: where that is DROP, new outbound
+    /// connections are logged and dropped, not opened. Where the namespace has connectionless
+    /// sockets (UDP, raw) and a chain's policy is ACCEPT, new connectionless attempts are first
+    /// accepted and logged for `grace_seconds`: conntrack, which fwlog's rules start, learns the
+    /// flows the host already has from their next packet either way, and those then stay
+    /// established when the policy applies. Without it, a flow the host opened before fwlog
+    /// would meet the inbound policy with the peer's next datagram (conntrack calls it NEW).
     pub fn install_rules(&mut self, options: &RuleOptions) -> Result<()> {
+        let connectionless = has_connectionless_sockets();
+        let mut graced = Vec::new();
         for family in Family::ALL {
-            let existing = iptables::save(family)?.chains;
-            iptables::restore(family, &install_script(options, &existing))?;
+            interrupt::check(0)?;
+            let table = iptables::save(family)?;
+            let family_options = self.family_options(options, family, &table, connectionless);
+            // Before the restore: one that is stopped after its commit is taken away too.
             self.rules.push(family);
+            iptables::restore(family, &install_script(&family_options, &table.chains), 0)?;
+            if family_options.grace != Grace::default() {
+                graced.push((family, family_options));
+            }
+        }
+        if !graced.is_empty() {
+            eprintln!(
+                "fwlog: new connectionless (UDP, …) attempts are accepted and logged for {} s, \
+                 so that conntrack learns the flows this host already has; then the policy \
+                 applies (`--grace 0`: at once)",
+                options.grace_seconds
+            );
+            wait(Duration::from_secs(options.grace_seconds))?;
+            for (family, family_options) in graced {
+                if let Some(script) = grace_end_script(&family_options) {
+                    iptables::restore(family, &script, 0)
+                        .context("applying the policy after the grace")?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Leaves everything in place for good (`fwlog install`): nothing is removed on drop.
-    pub fn keep(mut self) {
-        self.pinned = false;
-        self.rules.clear();
+    /// What goes into one family's table.
+    fn family_options(
+        &self,
+        options: &RuleOptions,
+        family: Family,
+        table: &FilterTable,
+        connectionless: bool,
+    ) -> RuleOptions {
+        let mut family_options = options.clone();
+        family_options.tag = self.rule_tag();
+        let policy_drops = |chain: &str| table.policies.get(chain).is_some_and(|p| p == "DROP");
+        if options.outbound_default && options.outbound == Action::Accept && policy_drops("OUTPUT")
+        {
+            eprintln!(
+                "fwlog: the {} OUTPUT policy is DROP: new outbound connections are logged and \
+                 dropped, as that policy does (`--outbound accept` would open them)",
+                family.command()
+            );
+            family_options.outbound = Action::Drop;
+        }
+        if connectionless && options.grace_seconds > 0 {
+            family_options.grace = Grace {
+                inbound: options.inbound != Action::Accept && !policy_drops("INPUT"),
+                outbound: family_options.outbound != Action::Accept && !policy_drops("OUTPUT"),
+            };
+        }
+        family_options
     }
 
-    /// Removes the rules, then the pins. Safe to call twice.
+    /// Everything is in place.
+    pub fn activate(&mut self) -> Result<()> {
+        self.set_phase(Phase::Active)
+    }
+
+    /// Leaves everything in place for good (`fwlog install`): nothing is removed on drop.
+    pub fn keep(mut self) -> Result<()> {
+        if let Some(record) = &mut self.record {
+            record.mode = Mode::Installed;
+        }
+        self.set_phase(Phase::Active)?;
+        self.record = None;
+        self.rules.clear();
+        Ok(())
+    }
+
+    fn set_phase(&mut self, phase: Phase) -> Result<()> {
+        if let Some(record) = &mut self.record {
+            record.state = phase;
+            record.save(&self.pin_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the rules, then, if that worked, the pins. Safe to call twice. A stop request
+    /// that arrives while it runs cuts a blocked iptables-restore short (the pins then stay).
     pub fn remove(&mut self) -> Result<()> {
-        let mut first_error = None;
+        if self.record.is_some() && !self.pins_needed {
+            let _ = self.set_phase(Phase::Removing);
+        }
+        let stops = interrupt::stops();
+        let mut failed = Vec::new();
         while let Some(family) = self.rules.pop() {
-            if let Err(error) = remove_rules(family) {
-                first_error.get_or_insert(error);
+            if let Err(error) = remove_rules(family, stops) {
+                failed.push(format!("{error:#}"));
             }
         }
-        if self.pinned {
-            self.pinned = false;
-            if let Err(error) = loader::remove_pins(&self.pin_dir) {
-                first_error.get_or_insert(error);
-            }
+        if !failed.is_empty() {
+            self.pins_needed = true;
         }
-        first_error.map_or(Ok(()), Err)
+        if self.pins_needed {
+            return Err(anyhow!(
+                "{}; the pins in {} stay, since those rules name them: run {} to finish",
+                failed.join("; "),
+                self.pin_dir.display(),
+                self.netns.run_hint("uninstall")
+            ));
+        }
+        if self.record.take().is_some() {
+            pin_dir::remove_pin_dir(&self.pin_dir)?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Installation {
     fn drop(&mut self) {
+        if self.pins_needed || (self.record.is_none() && self.rules.is_empty()) {
+            return;
+        }
         if let Err(error) = self.remove() {
             eprintln!("fwlog: cleaning up: {error:#}");
         }
     }
 }
 
-/// Removes every fwlog rule (and the chains fwlog created) of `family`. Returns whether there
-/// were any.
-pub fn remove_rules(family: Family) -> Result<bool> {
+/// What [`remove_rules`] took away from one family.
+#[derive(Debug, Default)]
+pub struct RemovedRules {
+    pub any: bool,
+}
+
+/// Removes every fwlog rule (and the chains fwlog created and nobody else uses) of `family`.
+/// Rules that name pins no longer there get placeholders pinned at those paths for the time
+/// of the removal, since iptables-restore opens them to read the rules it deletes.
+pub fn remove_rules(family: Family, stops_seen: usize) -> Result<RemovedRules> {
     let table = iptables::save(family)?;
-    match table.removal_script() {
-        Some(script) => {
-            iptables::restore(family, &script)
-                .with_context(|| format!("removing fwlog's {} rules", family.command()))?;
-            Ok(true)
-        }
-        None => Ok(false),
+    let removal = table.removal();
+    let Some(script) = removal.script else {
+        return Ok(RemovedRules::default());
+    };
+    let placeholders = Placeholders::pin(&table.pinned_programs())?;
+    iptables::restore(family, &script, stops_seen)
+        .with_context(|| format!("removing fwlog's {} rules", family.command()))?;
+    drop(placeholders);
+    for (chain, action) in &removal.kept {
+        eprintln!(
+            "fwlog: kept {chain} ({}), since your rules use it, with its final {action}, now \
+             yours (comment fwlog-kept)",
+            family.command()
+        );
     }
+    Ok(RemovedRules { any: true })
+}
+
+/// Stand-ins for pinned programs that fwlog's rules name but that are gone (someone removed
+/// them): any socket filter at the path lets iptables-restore read the rule. Removed on drop.
+struct Placeholders {
+    pins: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Placeholders {
+    fn pin(paths: &BTreeSet<String>) -> Result<Self> {
+        let mut placeholders = Placeholders {
+            pins: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let missing: Vec<&Path> = paths
+            .iter()
+            .map(Path::new)
+            .filter(|path| !path.exists())
+            .collect();
+        if missing.is_empty() {
+            return Ok(placeholders);
+        }
+        eprintln!(
+            "fwlog: {} pinned programs that fwlog's rules name are missing: pinning stand-ins \
+             to remove the rules",
+            missing.len()
+        );
+        let mut ebpf = loader::load(&LoadOptions {
+            ring_bytes: 4096,
+            flow_table: None,
+            dns: false,
+            processes: false,
+        })?;
+        for path in missing {
+            if let Some(dir) = path.parent().filter(|dir| !dir.exists()) {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                placeholders.dirs.push(dir.to_path_buf());
+            }
+            let wanted = path.file_name().and_then(|n| n.to_str());
+            let name = loader::verdict_program_names()
+                .find(|name| Some(*name) == wanted)
+                .unwrap_or("verdict_accept_new");
+            loader::pin_verdict_program(&mut ebpf, name, path)?;
+            placeholders.pins.push(path.to_path_buf());
+        }
+        Ok(placeholders)
+    }
+}
+
+impl Drop for Placeholders {
+    fn drop(&mut self) {
+        for pin in &self.pins {
+            let _ = fs::remove_file(pin);
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Whether this namespace has sockets that connectionless flows use (UDP, UDP-Lite, raw): the
+/// first line of each of these files is a header.
+fn has_connectionless_sockets() -> bool {
+    ["udp", "udp6", "udplite", "udplite6", "raw", "raw6"]
+        .iter()
+        .any(|table| {
+            fs::read_to_string(format!("/proc/net/{table}"))
+                .is_ok_and(|text| text.lines().nth(1).is_some())
+        })
+}
+
+/// Sleeps for `duration`, or until a stop request.
+fn wait(duration: Duration) -> Result<()> {
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        interrupt::check(0)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(Duration::from_millis(20).min(left));
+    }
+    interrupt::check(0)
+}
+
+/// What this namespace's pin slot holds, for `watch` and `install` (holding the namespace lock).
+pub enum Slot {
+    Empty,
+    /// `fwlog install`'s setup, in place.
+    Installed,
+    /// What an instance that did not finish (killed, or a failed removal) left.
+    Leftover,
+}
+
+/// Looks at this namespace's slot; a directory a dead namespace left there (the kernel gave its
+/// inode to this one) is not this namespace's: it is removed, and said so, instead of adopted.
+pub fn inspect_slot(netns: NetNs) -> Result<Slot> {
+    let Some(dir) = pin_dir::PinDir::of(netns) else {
+        return Ok(Slot::Empty);
+    };
+    match dir.owner(netns, &mut None) {
+        pin_dir::Owner::Here => {}
+        pin_dir::Owner::Gone(why) => {
+            dir.remove()?;
+            eprintln!(
+                "fwlog: removed {}, not this namespace's: {why}",
+                dir.path.display()
+            );
+            return Ok(Slot::Empty);
+        }
+        pin_dir::Owner::Alive | pin_dir::Owner::Unknown(_) => {
+            anyhow::bail!(
+                "{} belongs to another network namespace (its namespace link says so): not \
+                 touching it",
+                dir.path.display()
+            )
+        }
+    }
+    let installed = match &dir.record {
+        Some(record) => record.mode == Mode::Installed && record.state == Phase::Active,
+        None => loader::is_installed(&dir.path),
+    };
+    Ok(if installed {
+        Slot::Installed
+    } else {
+        Slot::Leftover
+    })
+}
+
+/// Removes what an instance that did not finish left here: its rules (with `with_rules`), then,
+/// once they are gone, its pins.
+pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
+    let mut found = false;
+    if with_rules {
+        for family in Family::ALL {
+            found |= remove_rules(family, 0)?.any;
+        }
+    }
+    found |= pin_dir::remove_pin_dir(&netns.pin_dir())?;
+    if found {
+        eprintln!("fwlog: removed what an earlier fwlog left behind (it did not exit cleanly)");
+    }
+    Ok(())
 }

@@ -36,11 +36,43 @@ pub fn resolve(requested: &[String]) -> Result<Vec<String>> {
                 names.join(", ")
             );
         }
+        refuse_loopback(name)?;
         if !resolved.contains(name) {
             resolved.push(name.clone());
         }
     }
     Ok(resolved)
+}
+
+/// The inbound policy on a loopback interface, or on one that carries loopback addresses, would
+/// cut the host off from its own services (DNS at 127.0.0.53, databases on ::1); fwlog's
+/// outbound rules leave `lo` alone, and its inbound rules may not take it either.
+fn refuse_loopback(name: &str) -> Result<()> {
+    const ARPHRD_LOOPBACK: &str = "772";
+    let kind = std::fs::read_to_string(format!("/sys/class/net/{name}/type")).unwrap_or_default();
+    let loopback_address = nix::ifaddrs::getifaddrs()
+        .map(|addresses| {
+            addresses
+                .filter(|a| a.interface_name == name)
+                .filter_map(|a| a.address)
+                .any(|address| {
+                    address
+                        .as_sockaddr_in()
+                        .is_some_and(|v4| v4.ip().is_loopback())
+                        || address
+                            .as_sockaddr_in6()
+                            .is_some_and(|v6| v6.ip().is_loopback())
+                })
+        })
+        .unwrap_or(false);
+    if kind.trim() == ARPHRD_LOOPBACK || loopback_address {
+        bail!(
+            "{name} is a loopback interface: fwlog leaves loopback alone (its inbound policy there \
+             would cut this host off from its own services, e.g. DNS at 127.0.0.53); name the \
+             external interface(s)"
+        );
+    }
+    Ok(())
 }
 
 /// Interface names go into iptables rules: allow only what Linux allows in a name that iptables

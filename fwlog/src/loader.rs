@@ -1,10 +1,9 @@
-//! Loading fwlog's eBPF object, pinning the verdict programs where iptables' `-m bpf` finds them,
-//! and removing the pins again.
+//! Loading fwlog's eBPF object, pinning the verdict programs where iptables' `-m bpf` finds them
+//! and the namespace link that tells later fwlogs whether this namespace still exists. Taking
+//! pin directories away is `pin_dir`'s job.
 
 use std::{
     fs,
-    io::ErrorKind,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -12,7 +11,7 @@ use anyhow::{Context as _, Result};
 use aya::{
     programs::{
         cgroup_sock_addr::CgroupSockAddrLinkId, links::FdLink, tc::SchedClassifierLinkId,
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SocketFilter, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SkLookup, SocketFilter, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
@@ -21,11 +20,12 @@ use fwlog_common::{
     programs::{
         verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP,
         FLOW_EGRESS_L3_PROGRAM, FLOW_EGRESS_PROGRAM, FLOW_FILTER_MAP, FLOW_INGRESS_L3_PROGRAM,
-        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
+        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS,
+        RING_WAKE_GLOBAL,
     },
 };
 
-use crate::netns::PIN_ROOT;
+use crate::pin_dir::NETNS_LINK_PIN;
 
 /// The object built from fwlog-ebpf by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fwlog"));
@@ -209,12 +209,46 @@ pub fn pin_verdict_programs(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
     fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
     for (action, state) in verdict_programs() {
         let name = verdict_program(action, state);
-        let path = pin_dir.join(name);
-        socket_filter(ebpf, name)?
-            .pin(&path)
-            .with_context(|| format!("pinning {name} at {}", path.display()))?;
+        pin_verdict_program(ebpf, name, &pin_dir.join(name))?;
     }
     Ok(())
+}
+
+/// Pins the verdict program `name` at `path`.
+pub fn pin_verdict_program(ebpf: &mut Ebpf, name: &str, path: &Path) -> Result<()> {
+    socket_filter(ebpf, name)?
+        .pin(path)
+        .with_context(|| format!("pinning {name} at {}", path.display()))
+}
+
+/// The verdict programs' names.
+pub fn verdict_program_names() -> impl Iterator<Item = &'static str> {
+    verdict_programs().map(|(action, state)| verdict_program(action, state))
+}
+
+/// Attaches `netns_alive` to this network namespace and pins the link in `pin_dir`, so that
+/// any fwlog can later tell whether the namespace still exists. Returns false, after saying
+/// why, on kernels without sk_lookup programs (before 5.9): their pin directories are judged
+/// by what holds their namespace instead.
+pub fn pin_netns_link(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<bool> {
+    let program: &mut SkLookup = ebpf
+        .program_mut(NETNS_ALIVE_PROGRAM)
+        .with_context(|| format!("the eBPF object has no program {NETNS_ALIVE_PROGRAM}"))?
+        .try_into()
+        .with_context(|| format!("{NETNS_ALIVE_PROGRAM} is not an sk_lookup program"))?;
+    if let Err(error) = program.load() {
+        log::warn!("no namespace link (sk_lookup programs need Linux 5.9): {error}");
+        return Ok(false);
+    }
+    let netns = fs::File::open("/proc/self/ns/net").context("opening /proc/self/ns/net")?;
+    let link = program
+        .attach(&netns)
+        .context("attaching netns_alive to this network namespace")?;
+    let link = FdLink::from(program.take_link(link)?);
+    let path = pin_dir.join(NETNS_LINK_PIN);
+    link.pin(&path)
+        .with_context(|| format!("pinning {}", path.display()))?;
+    Ok(true)
 }
 
 /// Pinned maps of an installed fwlog, by the name the reader opens them under.
@@ -247,67 +281,6 @@ pub fn open_pinned_map(pin_dir: &Path, name: &str) -> Result<aya::maps::MapData>
     let path = map_pin(pin_dir, name);
     aya::maps::MapData::from_pin(&path)
         .with_context(|| format!("opening the pinned map {}", path.display()))
-}
-
-/// Removes the pins under `pin_dir` and the directory itself. Returns whether there was any.
-pub fn remove_pins(pin_dir: &Path) -> Result<bool> {
-    let entries = match fs::read_dir(pin_dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(error).with_context(|| format!("reading {}", pin_dir.display())),
-    };
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading {}", pin_dir.display()))?
-            .path();
-        fs::remove_file(&path).with_context(|| format!("removing the pin {}", path.display()))?;
-    }
-    fs::remove_dir(pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
-    // The shared parent goes when the last namespace's directory has gone.
-    let _ = fs::remove_dir(PIN_ROOT);
-    Ok(true)
-}
-
-/// Pin directories of network namespaces that no longer exist: their rules died with the
-/// namespace, but the pins keep the programs in the kernel.
-pub fn orphaned_pin_dirs() -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
-        return Vec::new();
-    };
-    let live = live_netns_inodes();
-    entries
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u64>().ok())
-                .is_some_and(|inode| !live.contains(&inode))
-        })
-        .map(|entry| entry.path())
-        .collect()
-}
-
-/// Inodes of every network namespace a process is in or that `ip netns` keeps mounted.
-fn live_netns_inodes() -> Vec<u64> {
-    let mut inodes = Vec::new();
-    if let Ok(processes) = fs::read_dir("/proc") {
-        for process in processes.filter_map(|p| p.ok()) {
-            if let Ok(metadata) = fs::metadata(process.path().join("ns/net")) {
-                inodes.push(metadata.ino());
-            }
-        }
-    }
-    if let Ok(named) = fs::read_dir("/run/netns") {
-        for netns in named.filter_map(|n| n.ok()) {
-            if let Ok(metadata) = fs::metadata(netns.path()) {
-                inodes.push(metadata.ino());
-            }
-        }
-    }
-    inodes.sort_unstable();
-    inodes.dedup();
-    inodes
 }
 
 fn verdict_programs() -> impl Iterator<Item = (Action, CtState)> {

@@ -74,6 +74,19 @@ pub fn require_bpffs() -> Result<()> {
         .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
         .unwrap_or(false);
     if !mounted {
+        // `ip netns exec` gives its command a fresh /sys for the namespace, without bpffs: the
+        // pins are there, out of sight.
+        if let Some(named) = crate::netns::NetNs::current()
+            .ok()
+            .and_then(|n| n.ip_netns_exec())
+        {
+            bail!(
+                "bpffs is not mounted at {BPFFS} here; under `ip netns exec`, which mounts a \
+                 fresh /sys, fwlog cannot see its pins: run it with `nsenter --net={} fwlog …` \
+                 instead",
+                named.display()
+            );
+        }
         bail!("bpffs is not mounted at {BPFFS}: mount it with `mount -t bpf bpf {BPFFS}`");
     }
     Ok(())

@@ -23,9 +23,13 @@ pub struct RuleSettings {
     pub prefix: String,
     pub inbound: Policy,
     pub outbound: Policy,
+    /// No flag or key chose the outbound policy (then it follows OUTPUT's own).
+    pub outbound_default: bool,
     pub allow_in: Vec<PortRule>,
     /// Install even if the inbound policy would cut this SSH session off.
     pub force: bool,
+    /// Seconds of the connectionless-flow grace at install.
+    pub grace: u64,
 }
 
 impl RuleSettings {
@@ -38,6 +42,10 @@ impl RuleSettings {
             inbound: self.inbound.action(),
             outbound: self.outbound.action(),
             allow_in: self.allow_in.clone(),
+            tag: crate::firewall::RULE_COMMENT.into(),
+            grace: Default::default(),
+            grace_seconds: self.grace,
+            outbound_default: self.outbound_default,
         }
     }
 }
@@ -99,12 +107,14 @@ pub fn rule_settings(args: &RuleArgs, file: &Config) -> RuleSettings {
             .outbound
             .or(file.outbound)
             .unwrap_or(config::DEFAULT_OUTBOUND),
+        outbound_default: args.outbound.or(file.outbound).is_none(),
         allow_in: if args.allow_in.is_empty() {
             file.allow_in.clone().unwrap_or_default()
         } else {
             args.allow_in.clone()
         },
         force: args.force,
+        grace: args.grace,
     }
 }
 

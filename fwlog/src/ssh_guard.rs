@@ -84,6 +84,10 @@ mod tests {
             inbound,
             outbound: Action::Accept,
             allow_in: allow_in.iter().map(|r| r.parse().expect("rule")).collect(),
+            tag: crate::firewall::RULE_COMMENT.into(),
+            grace: Default::default(),
+            grace_seconds: 0,
+            outbound_default: false,
         }
     }
 

@@ -55,7 +55,9 @@ pub struct Fwlog {
     child: Option<Child>,
     events: Receiver<Value>,
     stderr: Arc<Mutex<Vec<String>>>,
+    ready: Receiver<()>,
     netns_path: PathBuf,
+    mount_ns: Option<PathBuf>,
     /// Lines that were read but not matched yet.
     seen: Vec<Value>,
 }
@@ -68,15 +70,27 @@ impl Fwlog {
 
     /// [`Fwlog::watch`] with extra environment variables.
     pub fn watch_with_env(netns: &NetNs, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
-        let mut child = fwlog_command(netns)
-            .arg("watch")
-            .args(args)
-            .envs(env.iter().copied())
+        let mut command = fwlog_command(netns);
+        command.arg("watch").args(args).envs(env.iter().copied());
+        let mut fwlog = Self::start(command, netns.path(), None)?;
+        fwlog.wait_until_watching()?;
+        Ok(fwlog)
+    }
+
+    /// Starts `command` (a `fwlog watch` or `install` in the network namespace at `netns_path`,
+    /// and in the mount namespace at `mount_ns` if given, where drop runs its uninstall)
+    /// without waiting for it to say anything.
+    pub fn start(
+        mut command: Command,
+        netns_path: PathBuf,
+        mount_ns: Option<PathBuf>,
+    ) -> Result<Self> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting fwlog watch")?;
+            .context("starting fwlog")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let (event_tx, events) = mpsc::channel();
@@ -103,23 +117,44 @@ impl Fwlog {
                 }
             }
         });
-        let mut fwlog = Fwlog {
+        Ok(Fwlog {
             child: Some(child),
             events,
             stderr: messages,
-            netns_path: netns.path(),
+            ready,
+            netns_path,
+            mount_ns,
             seen: Vec::new(),
-        };
-        match ready.recv_timeout(START_TIMEOUT) {
-            Ok(()) => Ok(fwlog),
+        })
+    }
+
+    /// Waits until fwlog says it is watching; kills it if it does not within [`START_TIMEOUT`].
+    pub fn wait_until_watching(&mut self) -> Result<()> {
+        match self.ready.recv_timeout(START_TIMEOUT) {
+            Ok(()) => Ok(()),
             Err(_) => {
-                let status = fwlog.stop(Signal::SIGKILL)?;
+                let status = self.stop(Signal::SIGKILL)?;
                 bail!(
                     "fwlog watch did not start ({status}): {}",
-                    fwlog.stderr_text()
+                    self.stderr_text()
                 )
             }
         }
+    }
+
+    /// Waits (bounded) until fwlog has said a line containing `text`.
+    pub fn wait_for_message(&self, text: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr_text().contains(text) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "fwlog did not say {text:?} within {timeout:?}: {}",
+            self.stderr_text()
+        )
     }
 
     /// Waits for the first event (in order of arrival) that `matches`, keeping the others.
@@ -177,6 +212,26 @@ impl Fwlog {
         }
     }
 
+    /// Waits (bounded) for fwlog to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().context("fwlog already stopped")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().context("waiting for fwlog")? {
+                std::thread::sleep(Duration::from_millis(100));
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "fwlog did not exit within {timeout:?}: {}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr
             .lock()
@@ -190,7 +245,11 @@ impl Drop for Fwlog {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            let _ = Command::new("nsenter")
+            let mut uninstall = Command::new("nsenter");
+            if let Some(mount_ns) = &self.mount_ns {
+                uninstall.arg(format!("--mount={}", mount_ns.display()));
+            }
+            let _ = uninstall
                 .arg(format!("--net={}", self.netns_path.display()))
                 .arg(fwlog_bin())
                 .arg("uninstall")

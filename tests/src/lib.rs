@@ -7,6 +7,7 @@
 pub mod fwlog;
 pub mod kernel_maps;
 pub mod netns;
+pub mod private_bpffs;
 pub mod traffic;
 
 pub use fwlog::{fwlog_bin, Fwlog};
@@ -25,4 +26,30 @@ pub fn require_root() {
         "fwlog's end-to-end tests need root (network namespaces, eBPF, iptables): run them with \
          `cargo xtask test`, which uses sudo when needed"
     );
+}
+
+/// `text` with every instance tag (`fwlog-` and 16 hex digits, the comment of fwlog's rules)
+/// shortened to `fwlog`, to compare with `fwlog rules` or fixed expectations.
+pub fn untagged(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("fwlog-") {
+        let (before, tagged) = rest.split_at(at);
+        out.push_str(before);
+        let id = tagged
+            .get(6..22)
+            .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()));
+        match id {
+            Some(_) => {
+                out.push_str("fwlog");
+                rest = &tagged[22..];
+            }
+            None => {
+                out.push_str("fwlog-");
+                rest = &tagged[6..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }

@@ -6,8 +6,10 @@ use anyhow::Result;
 
 use crate::{
     args::InstallArgs,
-    interfaces, loader,
+    installation::{self, Slot},
+    interfaces, interrupt, loader,
     netns::{InstanceLock, NetNs},
+    pin_dir::record::Mode,
     preflight,
     session::setup::{remove_leftovers, set_up},
     settings, systemd,
@@ -21,14 +23,15 @@ pub fn run(args: InstallArgs) -> Result<()> {
     preflight::require_kernel()?;
     preflight::require_bpffs()?;
     preflight::require_iptables()?;
+    interrupt::catch()?;
     let netns = NetNs::current()?;
     let _lock = InstanceLock::acquire(netns)?;
     let pin_dir = netns.pin_dir();
-    if loader::is_installed(&pin_dir) {
+    if matches!(installation::inspect_slot(netns)?, Slot::Installed) {
         eprintln!("fwlog: replacing the setup installed here");
         remove_leftovers(netns, true)?;
     }
-    let mut setup = set_up(&settings, interfaces, netns)?;
+    let mut setup = set_up(&settings, interfaces, netns, Mode::Installed)?;
     loader::pin_maps(&setup.ebpf, &pin_dir)?;
     if let Some(flows) = setup.flows.take() {
         flows.pin(&mut setup.ebpf, &pin_dir)?;
@@ -36,8 +39,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
     if let Some(processes) = setup.processes.take() {
         processes.pin(&mut setup.ebpf, &pin_dir)?;
     }
+    interrupt::check(0)?;
     let interfaces = setup.options.interfaces.join(", ");
-    setup.installation.keep();
+    setup.installation.keep()?;
+    crate::pin_dir::mention_orphans(netns);
     eprintln!(
         "fwlog: installed on {interfaces}: `fwlog watch` reads it, `fwlog status` shows it, \
          `fwlog uninstall` removes it"

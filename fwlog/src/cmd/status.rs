@@ -1,7 +1,12 @@
 //! `fwlog status`: what fwlog has in place in this network namespace, from the firewall itself
-//! (rules and their packet counters), bpffs (pins) and the kernel's counters.
+//! (rules and their packet counters), bpffs (the pin directory and its record) and the kernel's
+//! counters; and the pin directories namespaces that are gone left behind.
 
-use std::process::Command;
+use std::{
+    fmt::Write as _,
+    io::{ErrorKind, Write as _},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Map, PerCpuArray};
@@ -13,18 +18,28 @@ use serde::Serialize;
 
 use crate::{
     args::StatusArgs,
-    firewall::{is_fwlog_rule, Family},
+    firewall::{is_fwlog_rule, rule_instance, Family},
     loader,
     netns::{lock_holder, NetNs},
+    pin_dir::{
+        self, human_bytes,
+        record::{Mode, Phase},
+        Orphan, Owner, PinDir,
+    },
     preflight,
 };
 
 #[derive(Debug, Default, Serialize)]
 struct Status {
-    /// `installed` (fwlog install), `session` (a watch with its own rules), or `none`.
+    /// `installed` (fwlog install), `session` (a running watch with its own rules), `leftover`
+    /// (what an fwlog that did not finish left: `note` says which), or `none`.
     mode: &'static str,
+    /// What is wrong or unusual here, in a sentence that says what to do.
+    note: Option<String>,
     /// Pid of the running `watch` (session or reader), if any.
     reader_pid: Option<String>,
+    /// The creation id of the instance whose pins are here.
+    instance: Option<String>,
     interfaces: Vec<String>,
     inbound: Option<String>,
     outbound: Option<String>,
@@ -32,6 +47,10 @@ struct Status {
     pins: Vec<String>,
     /// Kernel counters (installed setups only: a session's are in its own output).
     counters: Option<Counters>,
+    /// Pin directories of namespaces that are gone (`fwlog uninstall --orphans` removes them).
+    orphans: Vec<OrphanStatus>,
+    /// Pin directories fwlog cannot tell about, kept.
+    undetermined: Vec<OrphanStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,10 +69,19 @@ struct Counters {
     flows_created: u64,
 }
 
+#[derive(Debug, Serialize)]
+struct OrphanStatus {
+    dir: String,
+    why: String,
+    memory_bytes: u64,
+    mode: Option<&'static str>,
+    interfaces: Vec<String>,
+    cgroup_hooks: usize,
+}
+
 pub fn run(args: StatusArgs) -> Result<()> {
     preflight::require_root("status")?;
     let netns = NetNs::current()?;
-    let pin_dir = netns.pin_dir();
     let mut status = Status {
         reader_pid: lock_holder(netns),
         ..Status::default()
@@ -72,6 +100,128 @@ pub fn run(args: StatusArgs) -> Result<()> {
             }
         }
     }
+    policies_from_rules(&mut status);
+    let own = PinDir::of(netns).and_then(|dir| match dir.owner(netns, &mut None) {
+        Owner::Here => Some(dir),
+        Owner::Gone(why) | Owner::Unknown(why) => {
+            status.note = Some(format!(
+                "{} is not this namespace's: {why} (`fwlog uninstall --orphans` removes it)",
+                dir.path.display()
+            ));
+            None
+        }
+        Owner::Alive => None,
+    });
+    status.mode = mode(&mut status, own.as_ref());
+    if let Some(dir) = &own {
+        status.pins = dir.pins();
+        if status.mode == "installed" {
+            status.counters = Some(counters(dir)?);
+        }
+    }
+    let (gone, unknown) = pin_dir::orphans(netns);
+    status.orphans = gone.iter().map(orphan_status).collect();
+    status.undetermined = unknown.iter().map(orphan_status).collect();
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string(&status)?)
+    } else {
+        text(&status)
+    };
+    // `fwlog status | head` closes the pipe early: that is no error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing the status"),
+    }
+}
+
+/// The mode, from the pin directory's record, whether an instance holds the lock, and the rules.
+fn mode(status: &mut Status, own: Option<&PinDir>) -> &'static str {
+    let running = status.reader_pid.is_some();
+    let has_rules = !status.rules.is_empty();
+    let Some(dir) = own else {
+        return match (running, has_rules) {
+            (true, _) => "session",
+            (false, true) => {
+                status.note.get_or_insert_with(|| {
+                    "fwlog's rules are here but its pins are not: `fwlog uninstall` removes \
+                     the rules"
+                        .to_string()
+                });
+                "leftover"
+            }
+            (false, false) => "none",
+        };
+    };
+    let Some(record) = &dir.record else {
+        // A directory made before records, or a record that cannot be read.
+        if let Some(error) = &dir.record_error {
+            status.note = Some(format!("{error}: `fwlog uninstall` removes what is here"));
+            return "leftover";
+        }
+        return match (running, loader::is_installed(&dir.path)) {
+            (_, true) => "installed",
+            (true, false) => "session",
+            (false, false) => "leftover",
+        };
+    };
+    status.instance = Some(record.id.clone());
+    if let Some(other) = status
+        .rules
+        .iter()
+        .filter_map(|r| rule_instance(&r.rule))
+        .find(|id| *id != record.id)
+    {
+        status.note = Some(format!(
+            "the rules here were added by fwlog instance {other}, the pins by {}: `fwlog \
+             uninstall` removes both",
+            record.id
+        ));
+    }
+    let what = match record.mode {
+        Mode::Session => "a `fwlog watch`",
+        Mode::Installed => "a `fwlog install`",
+    };
+    match (running, record.mode, record.state) {
+        // An instance holds the lock: it is installing, reading or removing right now.
+        (true, Mode::Installed, _) => "installed",
+        (true, Mode::Session, _) => "session",
+        (false, Mode::Installed, Phase::Active) if has_rules => "installed",
+        (false, Mode::Installed, Phase::Active) => {
+            status.note = Some(
+                "installed, but its rules are gone (was iptables flushed?): `fwlog uninstall` \
+                 removes the rest, `fwlog install` puts it back"
+                    .to_string(),
+            );
+            "leftover"
+        }
+        (false, _, Phase::Installing) => {
+            status.note = Some(format!(
+                "{what} (pid {}) stopped before it finished installing: `fwlog uninstall` \
+                 removes what it left",
+                record.pid
+            ));
+            "leftover"
+        }
+        (false, _, Phase::Removing) => {
+            status.note = Some(format!(
+                "the removal of {what} did not finish (it failed or was killed): `fwlog \
+                 uninstall` finishes it"
+            ));
+            "leftover"
+        }
+        (false, Mode::Session, Phase::Active) => {
+            status.note = Some(format!(
+                "{what} (pid {}) did not exit cleanly (killed?); its rules still enforce: \
+                 `fwlog uninstall` removes them",
+                record.pid
+            ));
+            "leftover"
+        }
+    }
+}
+
+/// Interfaces and policies, read back from the jump rules.
+fn policies_from_rules(status: &mut Status) {
     for rule in &status.rules {
         let words: Vec<&str> = rule.rule.split_whitespace().collect();
         let jump = words
@@ -94,37 +244,32 @@ pub fn run(args: StatusArgs) -> Result<()> {
             status.outbound = policy;
         }
     }
-    if let Ok(entries) = std::fs::read_dir(&pin_dir) {
-        status.pins = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        status.pins.sort();
+}
+
+fn counters(dir: &PinDir) -> Result<Counters> {
+    let counters = PerCpuArray::<_, u64>::try_from(Map::PerCpuArray(loader::open_pinned_map(
+        &dir.path,
+        COUNTERS_MAP,
+    )?))?;
+    let sum = |index: u32| -> Result<u64> { Ok(counters.get(&index, 0)?.iter().sum()) };
+    Ok(Counters {
+        events: sum(VERDICT_EVENTS)?,
+        lost: sum(LOST_EVENTS)?,
+        malformed: sum(MALFORMED_PACKETS)?,
+        flows_created: sum(FLOWS_CREATED)?,
+    })
+}
+
+fn orphan_status(orphan: &Orphan) -> OrphanStatus {
+    let record = orphan.dir.record.as_ref();
+    OrphanStatus {
+        dir: orphan.dir.path.display().to_string(),
+        why: orphan.why.clone(),
+        memory_bytes: orphan.memory,
+        mode: record.map(|r| r.mode.as_str()),
+        interfaces: record.map(|r| r.interfaces.clone()).unwrap_or_default(),
+        cgroup_hooks: orphan.dir.cgroup_hooks().len(),
     }
-    if loader::is_installed(&pin_dir) {
-        status.mode = "installed";
-        let counters = PerCpuArray::<_, u64>::try_from(Map::PerCpuArray(loader::open_pinned_map(
-            &pin_dir,
-            COUNTERS_MAP,
-        )?))?;
-        let sum = |index: u32| -> Result<u64> { Ok(counters.get(&index, 0)?.iter().sum()) };
-        status.counters = Some(Counters {
-            events: sum(VERDICT_EVENTS)?,
-            lost: sum(LOST_EVENTS)?,
-            malformed: sum(MALFORMED_PACKETS)?,
-            flows_created: sum(FLOWS_CREATED)?,
-        });
-    } else if !status.rules.is_empty() || status.reader_pid.is_some() {
-        status.mode = "session";
-    } else {
-        status.mode = "none";
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&status)?);
-    } else {
-        print_text(&status);
-    }
-    Ok(())
 }
 
 /// `[12:720] -A INPUT … --comment fwlog …` → the rule and its counters, if it is fwlog's.
@@ -140,38 +285,84 @@ fn parse_counted_rule(line: &str) -> Option<RuleStatus> {
     })
 }
 
-fn print_text(status: &Status) {
-    println!("mode: {}", status.mode);
+fn text(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "mode: {}", status.mode);
+    if let Some(note) = &status.note {
+        let _ = writeln!(out, "note: {note}");
+    }
     if let Some(pid) = &status.reader_pid {
-        println!("reader: fwlog watch, pid {pid}");
+        let _ = writeln!(out, "reader: fwlog watch, pid {pid}");
+    }
+    if let Some(instance) = &status.instance {
+        let _ = writeln!(out, "instance: {instance} (rules tagged fwlog-{instance})");
     }
     if !status.interfaces.is_empty() {
-        println!("interfaces: {}", status.interfaces.join(", "));
+        let _ = writeln!(out, "interfaces: {}", status.interfaces.join(", "));
     }
     if let Some(inbound) = &status.inbound {
-        println!("inbound: {inbound}");
+        let _ = writeln!(out, "inbound: {inbound}");
     }
     if let Some(outbound) = &status.outbound {
-        println!("outbound: {outbound}");
+        let _ = writeln!(out, "outbound: {outbound}");
     }
     if let Some(c) = &status.counters {
-        println!(
+        let _ = writeln!(
+            out,
             "events: {}, lost: {}, malformed: {}, flows: {}",
             c.events, c.lost, c.malformed, c.flows_created
         );
     }
     if !status.rules.is_empty() {
-        println!("rules (packets, bytes):");
+        let _ = writeln!(out, "rules (packets, bytes):");
         for rule in &status.rules {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:>10} {:>12}  {}: {}",
                 rule.packets, rule.bytes, rule.family, rule.rule
             );
         }
     }
     if !status.pins.is_empty() {
-        println!("pins: {}", status.pins.join(" "));
+        let _ = writeln!(out, "pins: {}", status.pins.join(" "));
     }
+    for (title, list) in [
+        (
+            "orphaned pin directories (their namespace is gone; `fwlog uninstall --orphans` \
+             removes them):",
+            &status.orphans,
+        ),
+        (
+            "pin directories fwlog cannot tell about (kept):",
+            &status.undetermined,
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{title}");
+        for orphan in list {
+            let mode = orphan.mode.unwrap_or("unknown");
+            let on = if orphan.interfaces.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", orphan.interfaces.join(", "))
+            };
+            let hooks = if orphan.cgroup_hooks > 0 {
+                format!(", {} cgroup hooks", orphan.cgroup_hooks)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {}: {mode}{on}, {}{hooks}: {}",
+                orphan.dir,
+                human_bytes(orphan.memory_bytes),
+                orphan.why
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use anyhow::{bail, Result};
 
 use crate::{
     args::WatchArgs,
-    interfaces, loader,
+    installation::{self, Slot},
+    interfaces, interrupt,
     netns::{InstanceLock, NetNs},
     preflight, session, settings,
 };
@@ -13,8 +14,14 @@ use crate::{
 pub fn run(args: WatchArgs) -> Result<()> {
     let settings = settings::watch_settings(&args, &settings::load_config(&args.rules)?);
     preflight::require_root("watch")?;
+    interrupt::catch()?;
     let netns = NetNs::current()?;
-    let installed = loader::is_installed(&netns.pin_dir());
+    preflight::require_kernel()?;
+    preflight::require_bpffs()?;
+    // One instance (session or reader) per namespace, and what is installed is looked at only
+    // under the lock: an install that finishes meanwhile is never taken for a leftover.
+    let _lock = InstanceLock::acquire(netns)?;
+    let installed = matches!(installation::inspect_slot(netns)?, Slot::Installed);
     if installed && !args.rules.interfaces.is_empty() {
         bail!(
             "fwlog is installed in this network namespace: run `fwlog watch` without interfaces \
@@ -26,13 +33,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
     } else {
         interfaces::resolve(&settings.rules.interfaces)?
     };
-    preflight::require_kernel()?;
-    preflight::require_bpffs()?;
     if settings.install_rules && !installed {
         preflight::require_iptables()?;
     }
-    // One instance (session or reader) per namespace.
-    let _lock = InstanceLock::acquire(netns)?;
     if installed {
         session::read_installed(settings, netns)
     } else {

@@ -2,13 +2,16 @@
 //! scripts go to iptables-restore's standard input.
 
 use std::{
-    io::Write as _,
-    process::{Command, Stdio},
+    io::{Read as _, Write as _},
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
 
 use super::{removal::FilterTable, Family};
+use crate::interrupt;
 
 /// The filter table of `family` as it is now.
 pub fn save(family: Family) -> Result<FilterTable> {
@@ -21,44 +24,119 @@ pub fn save(family: Family) -> Result<FilterTable> {
     if !output.status.success() {
         bail!(
             "{command} -t filter failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            reason(output.status, &String::from_utf8_lossy(&output.stderr))
         );
     }
     Ok(FilterTable::parse(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// Applies `script` in one transaction with `iptables-restore --noflush`: all of it or nothing.
-pub fn restore(family: Family, script: &str) -> Result<()> {
+/// Applies `script` in one transaction with `iptables-restore --noflush`: all of it or nothing
+/// (one table, one commit: nf_tables' batch or legacy's table replace).
+///
+/// A stop request that comes after `stops_seen` ([`interrupt::stops`]) ends the wait: the child
+/// is killed, which cuts its transaction off before or after the commit, never inside it; the
+/// caller then takes away whatever of its own may have landed. The child is in its own process
+/// group (a terminal's Ctrl-C reaches fwlog, which decides) and dies with fwlog (a SIGKILLed
+/// fwlog leaves no restore that applies rules later).
+pub fn restore(family: Family, script: &str, stops_seen: usize) -> Result<()> {
     let command = format!("{}-restore", family.command());
-    let mut child = Command::new(&command)
-        .args(["--noflush", "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {command}"))?;
-    child
+    let mut child = spawn_restore(&command)?;
+    // The scripts are a few KiB, less than a pipe holds: this cannot block on a child that
+    // has not started reading.
+    let written = child
         .stdin
         .take()
         .context("iptables-restore has no standard input")?
-        .write_all(script.as_bytes())
-        .with_context(|| format!("writing the rules to {command}"))?;
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for {command}"))?;
-    if !output.status.success() {
+        .write_all(script.as_bytes());
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("waiting for {command}"))?
+        {
+            break status;
+        }
+        if interrupt::check(stops_seen).is_err() {
+            kill_group(&mut child);
+            bail!("interrupted while {command} was running (it was stopped)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    if !status.success() {
         bail!(
             "{}",
-            explain_restore_failure(family, &String::from_utf8_lossy(&output.stderr))
+            explain_restore_failure(family, &reason(status, &stderr))
         );
     }
+    written.with_context(|| format!("writing the rules to {command}"))?;
     Ok(())
+}
+
+fn spawn_restore(command: &str) -> Result<Child> {
+    let parent = std::process::id() as libc::pid_t;
+    let mut restore = Command::new(command);
+    restore
+        .args(["--noflush", "--wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        restore.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // fwlog died before the death signal was armed: apply nothing.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    restore
+        .spawn()
+        .with_context(|| format!("running {command}"))
+}
+
+/// Kills the child's process group (a wrapper script's children too) and reaps the child.
+fn kill_group(child: &mut Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        // SAFETY: a plain kill(2) of the group the child leads.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What a failed command said, or how it ended when it said nothing.
+fn reason(status: ExitStatus, stderr: &str) -> String {
+    let said = one_line(stderr);
+    if !said.is_empty() {
+        return said;
+    }
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}, and nothing on stderr"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("{status}"),
+    }
 }
 
 /// Turns iptables-restore's complaint into a message that says what to do.
 pub fn explain_restore_failure(family: Family, stderr: &str) -> String {
     let stderr = one_line(stderr);
     let stderr = stderr.as_str();
+    let stderr = if stderr.is_empty() {
+        "nothing on stderr"
+    } else {
+        stderr
+    };
     let command = format!("{}-restore", family.command());
     let bpf_match_missing = stderr.contains("match `bpf'")
         || stderr.contains("match \"bpf\"")
@@ -115,5 +193,16 @@ mod tests {
             message,
             "ip6tables-restore refused fwlog's rules: line 3 failed"
         );
+    }
+
+    #[test]
+    fn a_silent_failure_still_has_a_reason() {
+        let exited = ExitStatus::from_raw(1 << 8);
+        assert_eq!(reason(exited, "\n"), "exit status 1, and nothing on stderr");
+        let killed = ExitStatus::from_raw(9);
+        assert_eq!(reason(killed, ""), "killed by signal 9");
+        let message = explain_restore_failure(Family::V4, &reason(exited, ""));
+        assert!(!message.ends_with(": "), "{message}");
+        assert!(explain_restore_failure(Family::V4, "").ends_with("nothing on stderr"));
     }
 }

@@ -16,7 +16,6 @@ use fwlog_common::{
     programs::verdict_program,
 };
 
-use super::RULE_COMMENT;
 // The rule plan's vocabulary is defined with the other values (one definition each).
 pub use crate::values::{PortRule, Transport};
 
@@ -43,7 +42,27 @@ pub struct RuleOptions {
     pub outbound: Action,
     /// Ports whose new inbound connections are logged and accepted before the inbound policy.
     pub allow_in: Vec<PortRule>,
+    /// The comment on every rule: `fwlog-<instance id>` ([`super::rule_tag`]), or `fwlog`.
+    pub tag: String,
+    /// Directions whose new connectionless attempts are accepted (and logged) for now.
+    pub grace: Grace,
+    /// Seconds of that grace at install, where the namespace has connectionless sockets.
+    pub grace_seconds: u64,
+    /// The user chose no outbound policy: it follows OUTPUT's (a DROP policy stays closed).
+    pub outbound_default: bool,
 }
+
+/// While conntrack learns the connectionless flows the host already has (see
+/// `installation.rs`), new non-TCP attempts in a direction with grace go to `LOG_AND_ACCEPT`
+/// instead of the policy: logged as accepted, which they are. TCP needs none (`--syn`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grace {
+    pub inbound: bool,
+    pub outbound: bool,
+}
+
+/// The non-TCP entry of [`CONNECTION_ATTEMPTS`].
+const CONNECTIONLESS: &str = "! -p tcp";
 
 /// The restore script for one family, given the chains that already exist in its filter table.
 ///
@@ -69,7 +88,8 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
         if created {
             let _ = writeln!(
                 script,
-                "-A {chain} -m comment --comment {RULE_COMMENT} -j {}",
+                "-A {chain} -m comment --comment {} -j {}",
+                options.tag,
                 action.target()
             );
         }
@@ -84,28 +104,84 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
             };
             let _ = writeln!(
                 script,
-                "-A INPUT -i {interface} -p {proto} -m {proto} --dport {}{syn} -m conntrack --ctstate NEW -m comment --comment {RULE_COMMENT} -j {}",
+                "-A INPUT -i {interface} -p {proto} -m {proto} --dport {}{syn} -m conntrack --ctstate NEW -m comment --comment {} -j {}",
                 allowed.port,
+                options.tag,
                 Action::Accept.chain()
             );
         }
         for attempt in CONNECTION_ATTEMPTS {
+            let graced = options.grace.inbound && attempt == CONNECTIONLESS;
+            let policy = if graced {
+                Action::Accept
+            } else {
+                options.inbound
+            };
             let _ = writeln!(
                 script,
-                "-A INPUT -i {interface} {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-                options.inbound.chain()
+                "-A {}",
+                input_jump(options, interface, attempt, policy)
             );
         }
     }
     for attempt in CONNECTION_ATTEMPTS {
-        let _ = writeln!(
-            script,
-            "-A OUTPUT ! -o lo {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j {}",
-            options.outbound.chain()
-        );
+        let graced = options.grace.outbound && attempt == CONNECTIONLESS;
+        let policy = if graced {
+            Action::Accept
+        } else {
+            options.outbound
+        };
+        let _ = writeln!(script, "-A {}", output_jump(options, attempt, policy));
     }
     script.push_str("COMMIT\n");
     script
+}
+
+/// The script that ends the grace of `options`: the connectionless jumps that went to
+/// `LOG_AND_ACCEPT` go to the policy instead, in one transaction. `None` without grace.
+pub fn grace_end_script(options: &RuleOptions) -> Option<String> {
+    if options.grace == Grace::default() {
+        return None;
+    }
+    let mut script = String::from("*filter\n");
+    let mut swap = |rule: &dyn Fn(Action) -> String, policy: Action| {
+        let _ = writeln!(script, "-D {}", rule(Action::Accept));
+        let _ = writeln!(script, "-A {}", rule(policy));
+    };
+    if options.grace.inbound {
+        for interface in &options.interfaces {
+            swap(
+                &|policy| input_jump(options, interface, CONNECTIONLESS, policy),
+                options.inbound,
+            );
+        }
+    }
+    if options.grace.outbound {
+        swap(
+            &|policy| output_jump(options, CONNECTIONLESS, policy),
+            options.outbound,
+        );
+    }
+    script.push_str("COMMIT\n");
+    Some(script)
+}
+
+/// `INPUT -i IF … -j LOG_AND_X`, without `-A`.
+fn input_jump(options: &RuleOptions, interface: &str, attempt: &str, policy: Action) -> String {
+    format!(
+        "INPUT -i {interface} {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {} -j {}",
+        options.tag,
+        policy.chain()
+    )
+}
+
+/// `OUTPUT ! -o lo … -j LOG_AND_X`, without `-A`.
+fn output_jump(options: &RuleOptions, attempt: &str, policy: Action) -> String {
+    format!(
+        "OUTPUT ! -o lo {attempt} -m conntrack --ctstate NEW,RELATED -m comment --comment {} -j {}",
+        options.tag,
+        policy.chain()
+    )
 }
 
 /// The logging rules of one chain, without `-A CHAIN`. They act themselves only in a chain
@@ -128,7 +204,8 @@ fn chain_rules(options: &RuleOptions, action: Action, created: bool) -> Vec<Stri
         .collect();
     if let Some(prefix) = &options.kernel_log_prefix {
         rules.push(format!(
-            "-m conntrack --ctstate NEW,RELATED -m comment --comment {RULE_COMMENT} -j LOG --log-prefix \"{}\" --log-level 7",
+            "-m conntrack --ctstate NEW,RELATED -m comment --comment {} -j LOG --log-prefix \"{}\" --log-level 7",
+            options.tag,
             log_prefix(prefix, action)
         ));
     }

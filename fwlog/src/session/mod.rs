@@ -6,7 +6,9 @@ pub mod stream;
 
 use anyhow::{Context as _, Result};
 
-use crate::{collector::maps::CollectorMaps, netns::NetNs, settings::WatchSettings};
+use crate::{
+    collector::maps::CollectorMaps, netns::NetNs, pin_dir::record::Mode, settings::WatchSettings,
+};
 use setup::set_up;
 
 /// `fwlog watch` where nothing is installed: install for the session, stream, remove on exit.
@@ -29,9 +31,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn session(settings: WatchSettings, interfaces: Vec<String>, netns: NetNs) -> Result<()> {
     // Signals are caught from here on, so Ctrl-C during set-up still cleans up.
     let stream = stream::start(&settings)?;
-    let mut setup = set_up(&settings, interfaces, netns)?;
+    let mut setup = set_up(&settings, interfaces, netns, Mode::Session)?;
     let maps = CollectorMaps::take_from(&mut setup.ebpf)?;
     let mut collector = stream::collector(&settings, maps, setup.logger.take(), stream.out)?;
+    crate::pin_dir::mention_orphans(netns);
     eprintln!(
         "fwlog: watching {} (inbound NEW/RELATED: {}, outbound: {}); Ctrl-C stops and removes \
          the rules",

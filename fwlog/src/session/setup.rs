@@ -7,9 +7,10 @@ use aya::Ebpf;
 use crate::{
     collector::KernelLogger,
     firewall::{iptables, plan::install_script, plan::RuleOptions, Family},
-    installation::{remove_rules, Installation},
+    installation::{self, Installation},
     loader::{self, FlowAttachments, LoadOptions, ProcessAttachments},
     netns::NetNs,
+    pin_dir::record::Mode,
     settings::WatchSettings,
     ssh_guard,
 };
@@ -24,7 +25,12 @@ pub struct Setup {
     pub logger: Option<KernelLogger>,
 }
 
-pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -> Result<Setup> {
+pub fn set_up(
+    settings: &WatchSettings,
+    interfaces: Vec<String>,
+    netns: NetNs,
+    mode: Mode,
+) -> Result<Setup> {
     remove_leftovers(netns, settings.install_rules)?;
     let track_flows = settings.flows;
     let mut ebpf = loader::load(&LoadOptions {
@@ -33,6 +39,7 @@ pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -
         dns: settings.learn_names,
         processes: settings.name_processes,
     })?;
+    crate::interrupt::check(0)?;
     let processes = if !settings.name_processes {
         None
     } else {
@@ -49,7 +56,7 @@ pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -
             None
         }
     };
-    let mut installation = Installation::new(netns);
+    let mut installation = Installation::new(netns, mode);
     installation.pin(&mut ebpf)?;
     let options = settings.rules.options(interfaces, netns);
     let flows = if track_flows {
@@ -82,6 +89,13 @@ pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -
         }
         installation.install_rules(&options)?;
     }
+    if let Some(record) = installation.record_mut() {
+        record.interfaces = options.interfaces.clone();
+    }
+    // An install is in place once its maps and links are pinned too (`Installation::keep`).
+    if mode == Mode::Session {
+        installation.activate()?;
+    }
     Ok(Setup {
         ebpf,
         installation,
@@ -94,15 +108,5 @@ pub fn set_up(settings: &WatchSettings, interfaces: Vec<String>, netns: NetNs) -
 
 /// What an instance that was killed (SIGKILL, power loss of the collector) left behind.
 pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
-    let mut found = false;
-    if with_rules {
-        for family in Family::ALL {
-            found |= remove_rules(family)?;
-        }
-    }
-    found |= loader::remove_pins(&netns.pin_dir())?;
-    if found {
-        eprintln!("fwlog: removed what an earlier fwlog left behind (it did not exit cleanly)");
-    }
-    Ok(())
+    installation::remove_leftovers(netns, with_rules)
 }

@@ -11,6 +11,10 @@ fn options(kernel_log: bool) -> RuleOptions {
         inbound: Action::Drop,
         outbound: Action::Accept,
         allow_in: Vec::new(),
+        tag: "fwlog".into(),
+        grace: Grace::default(),
+        grace_seconds: 0,
+        outbound_default: false,
     }
 }
 
@@ -148,4 +152,43 @@ fn port_rules_parse_and_refuse_nonsense() {
     ] {
         assert!(bad.parse::<PortRule>().is_err(), "{bad} should be refused");
     }
+}
+
+#[test]
+fn with_grace_connectionless_attempts_are_accepted_until_it_ends() {
+    let mut options = options(false);
+    options.interfaces = vec!["eth0".into()];
+    options.tag = "fwlog-00112233445566ff".into();
+    options.outbound = Action::Reject;
+    options.grace = Grace {
+        inbound: true,
+        outbound: true,
+    };
+    let script = install_script(&options, &BTreeSet::new());
+    let jumps: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("-A INPUT") || l.starts_with("-A OUTPUT"))
+        .collect();
+    assert_eq!(
+        jumps,
+        [
+            "-A INPUT -i eth0 -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_DROP",
+            "-A INPUT -i eth0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_ACCEPT",
+            "-A OUTPUT ! -o lo -p tcp --syn -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_REJECT",
+            "-A OUTPUT ! -o lo ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_ACCEPT",
+        ]
+    );
+    assert_eq!(
+        grace_end_script(&options).expect("a grace to end"),
+        "\
+*filter
+-D INPUT -i eth0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_ACCEPT
+-A INPUT -i eth0 ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_DROP
+-D OUTPUT ! -o lo ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_ACCEPT
+-A OUTPUT ! -o lo ! -p tcp -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog-00112233445566ff -j LOG_AND_REJECT
+COMMIT
+"
+    );
+    options.grace = Grace::default();
+    assert_eq!(grace_end_script(&options), None);
 }

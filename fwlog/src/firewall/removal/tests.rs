@@ -38,9 +38,9 @@ fn parses_chains_and_rules_of_the_filter_table_only() {
 
 #[test]
 fn removes_fwlog_rules_and_only_the_chains_it_owns() {
-    let script = FilterTable::parse(SAVED)
-        .removal_script()
-        .expect("fwlog rules present");
+    let removal = FilterTable::parse(SAVED).removal();
+    assert!(removal.kept.is_empty());
+    let script = removal.script.expect("fwlog rules present");
     let expected = "\
 *filter
 -D INPUT -i veth0 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
@@ -57,17 +57,129 @@ COMMIT
 }
 
 #[test]
-fn a_chain_the_user_jumps_to_is_kept() {
+fn a_chain_fwlog_created_that_the_user_jumps_to_keeps_its_action() {
     let saved = "\
 *filter
 :INPUT ACCEPT [0:0]
 :LOG_AND_REJECT - [0:0]
 -A INPUT -p tcp --dport 23 -j LOG_AND_REJECT
--A LOG_AND_REJECT -m comment --comment fwlog -j REJECT
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new -j REJECT --reject-with icmp-port-unreachable
+-A LOG_AND_REJECT -m comment --comment fwlog-00112233445566ff -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+";
+    let removal = FilterTable::parse(saved).removal();
+    assert_eq!(
+        removal.kept,
+        [(
+            "LOG_AND_REJECT".to_string(),
+            "REJECT --reject-with icmp-port-unreachable".to_string()
+        )]
+    );
+    assert_eq!(
+        removal.script.expect("a script"),
+        "\
+*filter
+-I LOG_AND_REJECT 2 -m comment --comment fwlog-kept -j REJECT --reject-with icmp-port-unreachable
+-D LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new -j REJECT --reject-with icmp-port-unreachable
+-D LOG_AND_REJECT -m comment --comment fwlog-00112233445566ff -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"
+    );
+}
+
+#[test]
+fn a_chain_fwlog_created_that_holds_a_users_rule_stays() {
+    let saved = "\
+*filter
+:LOG_AND_DROP - [0:0]
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -s 10.0.0.0/8 -j ACCEPT
+-A LOG_AND_DROP -m comment --comment fwlog -j DROP
+COMMIT
+";
+    let removal = FilterTable::parse(saved).removal();
+    assert_eq!(
+        removal.kept,
+        [("LOG_AND_DROP".to_string(), "DROP".to_string())]
+    );
+    let script = removal.script.expect("a script");
+    assert!(script.contains("-I LOG_AND_DROP 3 -m comment --comment fwlog-kept -j DROP\n"));
+    assert!(!script.contains("-X"), "{script}");
+}
+
+#[test]
+fn a_users_empty_chain_is_never_deleted() {
+    // The user's own empty LOG_AND_REJECT, into which fwlog inserted its logging rules: no
+    // final action of fwlog's, so not fwlog's chain.
+    let saved = "\
+*filter
+:LOG_AND_REJECT - [0:0]
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+-A LOG_AND_REJECT -m conntrack --ctstate RELATED -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_related
+COMMIT
+";
+    let removal = FilterTable::parse(saved).removal();
+    let script = removal.script.expect("a script");
+    assert!(!script.contains("-X"), "{script}");
+    assert!(removal.kept.is_empty());
+}
+
+#[test]
+fn kept_rules_are_the_users() {
+    let saved = "\
+*filter
+:INPUT ACCEPT [0:0]
+:LOG_AND_DROP - [0:0]
+-A INPUT -j LOG_AND_DROP
+-A LOG_AND_DROP -m comment --comment fwlog-kept -j DROP
 COMMIT
 ";
     let table = FilterTable::parse(saved);
-    assert!(table.fwlog_chains().is_empty());
+    assert!(!table.has_fwlog_rules());
+    assert_eq!(table.removal(), Removal::default());
+}
+
+#[test]
+fn policies_and_pinned_programs() {
+    let table = FilterTable::parse(SAVED);
+    assert_eq!(
+        table.policies.get("OUTPUT").map(String::as_str),
+        Some("ACCEPT")
+    );
+    assert_eq!(table.policies.get("LOG_AND_DROP"), None);
+    let dropping = FilterTable::parse("*filter\n:OUTPUT DROP [12:34]\nCOMMIT\n");
+    assert_eq!(dropping.policies["OUTPUT"], "DROP");
+    assert_eq!(
+        table.pinned_programs().into_iter().collect::<Vec<_>>(),
+        [
+            "/sys/fs/bpf/fwlog/1/verdict_accept_new",
+            "/sys/fs/bpf/fwlog/1/verdict_drop_new"
+        ]
+    );
+}
+
+#[test]
+fn instance_tags_are_fwlog_and_name_the_instance() {
+    use super::super::{fwlog_comment, rule_instance};
+    assert_eq!(fwlog_comment("fwlog"), Some(None));
+    assert_eq!(
+        fwlog_comment("fwlog-00112233445566ff"),
+        Some(Some("00112233445566ff"))
+    );
+    for other in [
+        "fwlog-kept",
+        "fwlog-bench",
+        "fwlog-0011",
+        "fwlogger",
+        "fwlog-00112233445566fg",
+    ] {
+        assert_eq!(fwlog_comment(other), None, "{other}");
+    }
+    assert_eq!(
+        rule_instance("-i eth0 -m comment --comment \"fwlog-00112233445566ff\" -j LOG_AND_DROP"),
+        Some("00112233445566ff")
+    );
+    assert_eq!(rule_instance("-m comment --comment fwlog -j DROP"), None);
 }
 
 #[test]
@@ -81,7 +193,7 @@ COMMIT
 ";
     let table = FilterTable::parse(saved);
     assert!(!table.has_fwlog_rules());
-    assert_eq!(table.removal_script(), None);
+    assert_eq!(table.removal().script, None);
 }
 
 #[test]
@@ -105,5 +217,6 @@ COMMIT
             "-m comment --comment fwlog -j DROP",
         ]
     );
-    assert_eq!(table.fwlog_chains(), ["LOG_AND_DROP"]);
+    let script = table.removal().script.expect("a script");
+    assert!(script.ends_with("-X LOG_AND_DROP\nCOMMIT\n"), "{script}");
 }
