@@ -123,6 +123,23 @@ fn watch_lo_is_refused() -> Result<()> {
     );
     assert_eq!(net.host.saved_rules()?, before);
     assert!(!net.host.pin_dir().exists());
+
+    // An interface that carries loopback addresses is refused the same way.
+    net.host
+        .exec("ip", &["addr", "add", "127.1.0.1/8", "dev", &net.host_if])?;
+    let refused = fwlog_command(&net.host)
+        .args(["watch", &net.host_if])
+        .output()?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.starts_with(&format!(
+            "fwlog: {} carries a loopback address (127.1.0.1): fwlog leaves loopback alone",
+            net.host_if
+        )),
+        "{said}"
+    );
+    assert_eq!(net.host.saved_rules()?, before);
     Ok(())
 }
 

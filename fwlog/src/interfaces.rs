@@ -49,28 +49,26 @@ pub fn resolve(requested: &[String]) -> Result<Vec<String>> {
 /// outbound rules leave `lo` alone, and its inbound rules may not take it either.
 fn refuse_loopback(name: &str) -> Result<()> {
     const ARPHRD_LOOPBACK: &str = "772";
+    const WHY: &str = "fwlog leaves loopback alone (its inbound policy there would cut this host \
+                       off from its own services, e.g. DNS at 127.0.0.53); name the external \
+                       interface(s)";
     let kind = std::fs::read_to_string(format!("/sys/class/net/{name}/type")).unwrap_or_default();
-    let loopback_address = nix::ifaddrs::getifaddrs()
-        .map(|addresses| {
-            addresses
-                .filter(|a| a.interface_name == name)
-                .filter_map(|a| a.address)
-                .any(|address| {
-                    address
-                        .as_sockaddr_in()
-                        .is_some_and(|v4| v4.ip().is_loopback())
-                        || address
-                            .as_sockaddr_in6()
-                            .is_some_and(|v6| v6.ip().is_loopback())
-                })
+    if kind.trim() == ARPHRD_LOOPBACK {
+        bail!("{name} is a loopback interface: {WHY}");
+    }
+    let loopback_address = nix::ifaddrs::getifaddrs().ok().and_then(|mut addresses| {
+        addresses.find_map(|a| {
+            let address = a.address.filter(|_| a.interface_name == name)?;
+            let ip: std::net::IpAddr = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => v4.ip().into(),
+                (_, Some(v6)) => v6.ip().into(),
+                _ => return None,
+            };
+            ip.is_loopback().then_some(ip)
         })
-        .unwrap_or(false);
-    if kind.trim() == ARPHRD_LOOPBACK || loopback_address {
-        bail!(
-            "{name} is a loopback interface: fwlog leaves loopback alone (its inbound policy there \
-             would cut this host off from its own services, e.g. DNS at 127.0.0.53); name the \
-             external interface(s)"
-        );
+    });
+    if let Some(address) = loopback_address {
+        bail!("{name} carries a loopback address ({address}): {WHY}");
     }
     Ok(())
 }
