@@ -35,6 +35,7 @@ fn names_looked_up() -> Vec<(&'static str, Kind)> {
         (FLOW_EGRESS_PROGRAM, Kind::Program),
         (FLOW_INGRESS_L3_PROGRAM, Kind::Program),
         (FLOW_EGRESS_L3_PROGRAM, Kind::Program),
+        (NETNS_ALIVE_PROGRAM, Kind::Program),
     ];
     names.extend(PROCESS_PROGRAMS.map(|name| (name, Kind::Program)));
     for action in Action::ALL {
