@@ -225,6 +225,7 @@ fn a_stop_signal_ends_a_blocked_restore_and_rolls_back() -> Result<()> {
     let asked = Instant::now();
     let exit = fwlog.stop(Signal::SIGTERM)?;
     let took = asked.elapsed();
+    println!("stopped {took:?} after SIGTERM");
     assert!(
         took < Duration::from_secs(3),
         "stopped {took:?} after SIGTERM, not when the restore would have finished"

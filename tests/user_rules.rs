@@ -252,6 +252,10 @@ fn an_established_udp_flow_survives_install() -> Result<()> {
         .chain(received.first().map(|first| *first - installed))
         .max()
         .unwrap_or(Duration::from_secs(8));
+    println!(
+        "largest gap across install: {largest_gap:?}, {} datagrams in 8 s",
+        received.len()
+    );
     assert!(
         largest_gap < Duration::from_millis(700),
         "the peer's datagrams kept coming across install (every 200 ms): the largest gap was \
@@ -279,5 +283,40 @@ fn an_established_udp_flow_survives_install() -> Result<()> {
         &server,
         Duration::from_millis(500)
     )?);
+    Ok(())
+}
+
+#[test]
+fn a_stop_during_the_grace_removes_everything() -> Result<()> {
+    let net = TestNet::new()?;
+    let before = net.host.saved_rules()?;
+    // A UDP socket on the host: fwlog gives connectionless flows their grace.
+    let _socket = udp_bind(&net.host, addr(HOST_V4, 7600))?;
+    let mut command = fwlog_command(&net.host);
+    command.args(["watch", "--grace", "30", &net.host_if]);
+    let mut fwlog = Fwlog::start(command, net.host.path(), None)?;
+    fwlog.wait_for_message("fwlog: watching", Duration::from_secs(20))?;
+    assert!(fwlog
+        .stderr_text()
+        .contains("attempts are accepted and logged for 30 s"));
+    let asked = Instant::now();
+    assert!(
+        fwlog.stop(Signal::SIGINT)?.success(),
+        "{}",
+        fwlog.stderr_text()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "did not wait for the grace"
+    );
+    assert!(
+        !fwlog
+            .stderr_text()
+            .contains("the policy applies to new connectionless attempts too"),
+        "the grace was not ended after the stop: {}",
+        fwlog.stderr_text()
+    );
+    assert_eq!(net.host.saved_rules()?, before);
+    assert!(!net.host.pin_dir().exists());
     Ok(())
 }

@@ -40,6 +40,9 @@ pub struct Installation {
     rules: Vec<Family>,
     /// A rule removal failed: the pins stay for `fwlog uninstall`.
     pins_needed: bool,
+    /// Families whose connectionless attempts are accepted until `grace_ends`.
+    grace: Vec<(Family, RuleOptions)>,
+    grace_ends: Option<Instant>,
 }
 
 impl Installation {
@@ -51,6 +54,8 @@ impl Installation {
             record: None,
             rules: Vec::new(),
             pins_needed: false,
+            grace: Vec::new(),
+            grace_ends: None,
         }
     }
 
@@ -92,9 +97,10 @@ impl Installation {
     /// flows the host already has from their next packet either way, and those then stay
     /// established when the policy applies. Without it, a flow the host opened before fwlog
     /// would meet the inbound policy with the peer's next datagram (conntrack calls it NEW).
+    /// The caller ends the grace: [`Installation::wait_for_grace`], or, streaming meanwhile,
+    /// [`Installation::end_grace`] at [`Installation::grace_ends`].
     pub fn install_rules(&mut self, options: &RuleOptions) -> Result<()> {
         let connectionless = has_connectionless_sockets();
-        let mut graced = Vec::new();
         for family in Family::ALL {
             interrupt::check(0)?;
             let table = iptables::save(family)?;
@@ -103,24 +109,48 @@ impl Installation {
             self.rules.push(family);
             iptables::restore(family, &install_script(&family_options, &table.chains), 0)?;
             if family_options.grace != Grace::default() {
-                graced.push((family, family_options));
+                self.grace.push((family, family_options));
             }
         }
-        if !graced.is_empty() {
+        if !self.grace.is_empty() {
             eprintln!(
                 "fwlog: new connectionless (UDP, …) attempts are accepted and logged for {} s, \
                  so that conntrack learns the flows this host already has; then the policy \
                  applies (`--grace 0`: at once)",
                 options.grace_seconds
             );
-            wait(Duration::from_secs(options.grace_seconds))?;
-            for (family, family_options) in graced {
-                if let Some(script) = grace_end_script(&family_options) {
-                    iptables::restore(family, &script, 0)
-                        .context("applying the policy after the grace")?;
-                }
+            self.grace_ends = Some(Instant::now() + Duration::from_secs(options.grace_seconds));
+        }
+        Ok(())
+    }
+
+    /// When the connectionless grace ends, if one is running (a session streams meanwhile).
+    pub fn grace_ends(&self) -> Option<Instant> {
+        self.grace_ends
+    }
+
+    /// Waits for the end of the grace (or a stop request), then ends it (`fwlog install`).
+    pub fn wait_for_grace(&mut self) -> Result<()> {
+        if let Some(ends) = self.grace_ends {
+            wait(ends.saturating_duration_since(Instant::now()))?;
+        }
+        self.end_grace()
+    }
+
+    /// The policy applies to connectionless attempts too, in one transaction per family.
+    pub fn end_grace(&mut self) -> Result<()> {
+        self.grace_ends = None;
+        let graced = std::mem::take(&mut self.grace);
+        if graced.is_empty() {
+            return Ok(());
+        }
+        for (family, family_options) in graced {
+            if let Some(script) = grace_end_script(&family_options) {
+                iptables::restore(family, &script, 0)
+                    .context("applying the policy after the grace")?;
             }
         }
+        eprintln!("fwlog: the policy applies to new connectionless attempts too");
         Ok(())
     }
 
@@ -183,6 +213,8 @@ impl Installation {
         if self.record.is_some() && !self.pins_needed {
             let _ = self.set_phase(Phase::Removing);
         }
+        self.grace.clear();
+        self.grace_ends = None;
         let stops = interrupt::stops();
         let mut failed = Vec::new();
         while let Some(family) = self.rules.pop() {

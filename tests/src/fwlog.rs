@@ -22,6 +22,9 @@ use crate::NetNs;
 
 /// How long fwlog gets to load, install and print that it is watching.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// What fwlog says when it gives connectionless flows a grace, and when the grace ends.
+const GRACE_STARTS: &str = "connectionless (UDP, …) attempts are accepted and logged for";
+const GRACE_ENDS: &str = "fwlog: the policy applies to new connectionless attempts too";
 /// How long a test waits for an event it expects.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,9 +131,14 @@ impl Fwlog {
         })
     }
 
-    /// Waits until fwlog says it is watching; kills it if it does not within [`START_TIMEOUT`].
+    /// Waits until fwlog says it is watching and, if it gave connectionless flows a grace,
+    /// until the policy applies to them too; kills it if that does not happen within
+    /// [`START_TIMEOUT`] each.
     pub fn wait_until_watching(&mut self) -> Result<()> {
         match self.ready.recv_timeout(START_TIMEOUT) {
+            Ok(()) if self.stderr_text().contains(GRACE_STARTS) => {
+                self.wait_for_message(GRACE_ENDS, START_TIMEOUT)
+            }
             Ok(()) => Ok(()),
             Err(_) => {
                 let status = self.stop(Signal::SIGKILL)?;

@@ -32,6 +32,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         remove_leftovers(netns, true)?;
     }
     let mut setup = set_up(&settings, interfaces, netns, Mode::Installed)?;
+    setup.installation.wait_for_grace()?;
     loader::pin_maps(&setup.ebpf, &pin_dir)?;
     if let Some(flows) = setup.flows.take() {
         flows.pin(&mut setup.ebpf, &pin_dir)?;

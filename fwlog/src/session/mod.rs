@@ -42,7 +42,29 @@ async fn session(settings: WatchSettings, interfaces: Vec<String>, netns: NetNs)
         setup.options.inbound.as_str(),
         setup.options.outbound.as_str(),
     );
-    let streamed = collector.run_until(stream.shutdown).await;
+    let mut shutdown = stream.shutdown;
+    let mut streamed = Ok(());
+    if let Some(ends) = setup.installation.grace_ends() {
+        // Stream while conntrack learns the connectionless flows, then apply the policy to
+        // them too, unless a stop came first.
+        let stopped = std::cell::Cell::new(false);
+        let grace = async {
+            tokio::select! {
+                () = &mut shutdown => stopped.set(true),
+                () = tokio::time::sleep_until(ends.into()) => {}
+            }
+        };
+        streamed = collector.run_until(grace).await;
+        if streamed.is_ok() && !stopped.get() {
+            streamed = setup.installation.end_grace();
+        }
+        if stopped.get() {
+            shutdown = Box::pin(std::future::ready(()));
+        }
+    }
+    if streamed.is_ok() {
+        streamed = collector.run_until(shutdown).await;
+    }
     // Rules and tc programs first, so nothing new arrives, then read what the kernel holds.
     let removed = setup.installation.remove();
     let detached = setup
