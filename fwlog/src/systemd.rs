@@ -13,7 +13,14 @@ pub const UNIT_NAME: &str = "fwlog.service";
 /// Where the unit's reader writes, unless the install named an output.
 pub const DEFAULT_LOG: &str = "/var/log/fwlog/fwlog.jsonl";
 
-/// The unit's text: `install_args` are the arguments `fwlog install` got (without `--enable`).
+/// The package's unit (`cargo xtask deb` ships it as the vendor unit): the one text both the
+/// package and `--enable` use.
+pub const PACKAGED_UNIT: &str = include_str!("../../packaging/fwlog.service");
+/// Where the package installs fwlog, as the packaged unit names it.
+const PACKAGED_EXE: &str = "/usr/sbin/fwlog";
+
+/// The unit's text: the packaged unit with `exe` for fwlog, `install_args` (the arguments
+/// `fwlog install` got, without `--enable`) after its `install`, and `output` for the log file.
 pub fn unit_text(exe: &Path, install_args: &[String], output: &Path) -> String {
     let quote = |arg: &str| {
         if arg
@@ -25,26 +32,29 @@ pub fn unit_text(exe: &Path, install_args: &[String], output: &Path) -> String {
             format!("\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\""))
         }
     };
-    let args: Vec<String> = install_args.iter().map(|a| quote(a)).collect();
-    let exe = exe.display();
-    format!(
-        "[Unit]\n\
-         Description=fwlog: iptables LOG_AND_* firewall with eBPF logging\n\
-         Documentation=man:fwlog(1)\n\
-         After=network-online.target\n\
-         Wants=network-online.target\n\
-         \n\
-         [Service]\n\
-         Type=simple\n\
-         ExecStartPre={exe} install {}\n\
-         ExecStart={exe} watch --format json --output {}\n\
-         Restart=on-failure\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        args.join(" "),
-        quote(&output.to_string_lossy()),
-    )
+    let exe = quote(&exe.to_string_lossy());
+    let mut install = format!("ExecStartPre={exe} install");
+    for arg in install_args {
+        install.push(' ');
+        install.push_str(&quote(arg));
+    }
+    let watch = format!(
+        "ExecStart={exe} watch --format json --output {}",
+        quote(&output.to_string_lossy())
+    );
+    PACKAGED_UNIT
+        .lines()
+        .map(|line| {
+            if line == format!("ExecStartPre={PACKAGED_EXE} install") {
+                install.as_str()
+            } else if line.starts_with(&format!("ExecStart={PACKAGED_EXE} watch ")) {
+                watch.as_str()
+            } else {
+                line
+            }
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect()
 }
 
 /// Writes the unit into `unit_dir` and enables it where systemd runs. Returns what it did.
@@ -117,6 +127,17 @@ mod tests {
         assert!(text.contains("ExecStartPre=/usr/local/bin/fwlog install wlan0 --allow-in 22/tcp --prefix \"O Y\"\n"), "{text}");
         assert!(text.contains("ExecStart=/usr/local/bin/fwlog watch --format json --output /var/log/fwlog/fwlog.jsonl\n"));
         assert!(text.contains("WantedBy=multi-user.target\n"));
-        assert!(text.starts_with("[Unit]\n"));
+        assert!(!text.contains(PACKAGED_EXE), "{text}");
+    }
+
+    #[test]
+    fn the_packaged_unit_is_the_enable_unit_with_the_package_paths() {
+        let text = unit_text(Path::new(PACKAGED_EXE), &[], Path::new(DEFAULT_LOG));
+        assert_eq!(text, PACKAGED_UNIT);
+        // The lines `unit_text` replaces are there to be replaced.
+        assert!(PACKAGED_UNIT.contains(&format!("\nExecStartPre={PACKAGED_EXE} install\n")));
+        assert!(PACKAGED_UNIT.contains(&format!(
+            "\nExecStart={PACKAGED_EXE} watch --format json --output {DEFAULT_LOG}\n"
+        )));
     }
 }
