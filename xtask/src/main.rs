@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod deb;
 mod run;
 mod setup;
 mod test;
@@ -32,6 +33,8 @@ enum Task {
     Test(test::Options),
     /// Flood new connections through fwlog, `-j LOG`, NFLOG + ulogd and no logging; compare losses and CPU.
     Bench(bench::Options),
+    /// Build the Debian package (fwlog_VERSION_amd64.deb); with `--test`, test it too.
+    Deb(deb::Options),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Task::Run(options) => return run::run(options),
         Task::Test(options) => test::run(options)?,
         Task::Bench(options) => bench::run(options)?,
+        Task::Deb(options) => deb::run(options)?,
     }
     Ok(ExitCode::SUCCESS)
 }
