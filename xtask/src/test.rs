@@ -65,7 +65,9 @@ pub fn run(options: Options) -> Result<()> {
 
     let mut test = cmd::cargo();
     // fwlog-tests is a workspace member, so this runs the kernel tests too; they exec FWLOG_BIN.
+    // The package tests need the package and a Debian root: `cargo xtask deb --test` runs them.
     test.args(["test", "--workspace", "--exclude", "fwlog-ebpf"])
+        .args(["--exclude", "fwlog-package-tests"])
         .args(&options.cargo_test_args)
         .env("FWLOG_BIN", &fwlog)
         .env("RUST_BACKTRACE", "1");
