@@ -73,9 +73,19 @@ const BPFTOOL: Package = Package {
     dnf: "bpftool",
     pacman: "bpf",
 };
+const RSYSLOG: Package = Package {
+    apt: "rsyslog",
+    dnf: "rsyslog",
+    pacman: "rsyslog",
+};
+const RSYSLOG_RELP: Package = Package {
+    apt: "rsyslog-relp",
+    dnf: "rsyslog-relp",
+    pacman: "rsyslog",
+};
 
 /// The programs fwlog and its kernel tests run, and the package that ships each.
-const SYSTEM_TOOLS: [(&str, Package); 10] = [
+const SYSTEM_TOOLS: [(&str, Package); 11] = [
     ("iptables", IPTABLES),
     ("ip6tables", IPTABLES),
     ("iptables-save", IPTABLES),
@@ -87,7 +97,13 @@ const SYSTEM_TOOLS: [(&str, Package); 10] = [
     ("ping", IPUTILS_PING),
     // The kernel tests check that fwlog's tc links are gone after it exits.
     ("bpftool", BPFTOOL),
+    // tests/shipping.rs ships fwlog's lines with rsyslog instances of its own.
+    ("rsyslogd", RSYSLOG),
 ];
+
+/// rsyslog's RELP modules (no program of their own), under `/usr/lib/<multiarch>/rsyslog/`.
+const RSYSLOG_MODULES: [(&str, Package); 2] =
+    [("omrelp.so", RSYSLOG_RELP), ("imrelp.so", RSYSLOG_RELP)];
 
 /// Directories searched for system tools besides PATH: they live in sbin, which a user's PATH may lack.
 const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
@@ -397,11 +413,17 @@ fn missing_system_tools() -> Vec<(&'static str, Package)> {
         // A PATH entry with ':' cannot be joined back; the sbin directories alone still find them.
         env::join_paths(SBIN_DIRS).unwrap_or_default()
     });
+    let rsyslog_dir = format!("/usr/lib/{}-linux-gnu/rsyslog", env::consts::ARCH);
     SYSTEM_TOOLS
         .into_iter()
         .filter(|(program, _)| {
             which::which_in(program, Some(&search_path), cmd::workspace_root()).is_err()
         })
+        .chain(
+            RSYSLOG_MODULES
+                .into_iter()
+                .filter(|(module, _)| !Path::new(&rsyslog_dir).join(module).is_file()),
+        )
         .collect()
 }
 
