@@ -14,7 +14,14 @@ use crate::cmd::workspace_root;
 mod imports;
 
 /// The crates whose sources are checked.
-const CRATES: [&str; 5] = ["fwlog", "fwlog-common", "fwlog-ebpf", "xtask", "tests"];
+const CRATES: [&str; 6] = [
+    "fwlog",
+    "fwlog-common",
+    "fwlog-ebpf",
+    "xtask",
+    "tests",
+    "packaging/tests",
+];
 const MAX_LINES: usize = 600;
 
 /// Every `.rs` file below `dir`, skipping build output.
