@@ -380,4 +380,137 @@ mod tests {
         assert!(parse_counted_rule("[1:2] -A INPUT -j ACCEPT").is_none());
         assert!(parse_counted_rule(":INPUT ACCEPT [0:0]").is_none());
     }
+
+    fn dir(mode: Mode, state: Phase) -> PinDir {
+        PinDir {
+            path: "/sys/fs/bpf/fwlog/7".into(),
+            inode: 7,
+            record: Some(pin_dir::record::Record {
+                version: 1,
+                id: "00112233445566ff".into(),
+                netns_inode: 7,
+                netns_cookie: Some(1),
+                pid: 42,
+                mode,
+                state,
+                interfaces: vec!["eth0".into()],
+                other: serde_json::Map::new(),
+            }),
+            record_error: None,
+            link_netns: Some(7),
+        }
+    }
+
+    fn with_rules(tag: &str, running: bool) -> Status {
+        Status {
+            reader_pid: running.then(|| "42".to_string()),
+            rules: vec![RuleStatus {
+                family: "iptables",
+                rule: format!("-A INPUT -i eth0 -m comment --comment {tag} -j LOG_AND_DROP"),
+                packets: 0,
+                bytes: 0,
+            }],
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn modes_from_the_record_the_lock_and_the_rules() {
+        let tag = "fwlog-00112233445566ff";
+        let cases = [
+            (
+                Mode::Installed,
+                Phase::Active,
+                true,
+                true,
+                "installed",
+                None,
+            ),
+            (
+                Mode::Installed,
+                Phase::Active,
+                false,
+                true,
+                "installed",
+                None,
+            ),
+            (Mode::Session, Phase::Active, true, true, "session", None),
+            (
+                Mode::Session,
+                Phase::Installing,
+                true,
+                true,
+                "session",
+                None,
+            ),
+            (
+                Mode::Session,
+                Phase::Active,
+                false,
+                true,
+                "leftover",
+                Some("did not exit cleanly"),
+            ),
+            (
+                Mode::Installed,
+                Phase::Installing,
+                false,
+                true,
+                "leftover",
+                Some("stopped before it finished installing"),
+            ),
+            (
+                Mode::Installed,
+                Phase::Removing,
+                false,
+                true,
+                "leftover",
+                Some("removal of a `fwlog install` did not finish"),
+            ),
+            (
+                Mode::Installed,
+                Phase::Active,
+                false,
+                false,
+                "leftover",
+                Some("its rules are gone"),
+            ),
+        ];
+        for (mode_recorded, state, running, rules, expected, note) in cases {
+            let mut status = with_rules(tag, running);
+            if !rules {
+                status.rules.clear();
+            }
+            let got = mode(&mut status, Some(&dir(mode_recorded, state)));
+            let case = format!("{mode_recorded:?} {state:?} running={running} rules={rules}");
+            assert_eq!(got, expected, "{case}");
+            match note {
+                Some(note) => assert!(
+                    status.note.as_deref().is_some_and(|n| n.contains(note)),
+                    "{case}: {:?}",
+                    status.note
+                ),
+                None => assert_eq!(status.note, None, "{case}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rules_of_another_instance_are_pointed_out() {
+        let mut status = with_rules("fwlog-ffffffffffffffff", false);
+        assert_eq!(
+            mode(&mut status, Some(&dir(Mode::Installed, Phase::Active))),
+            "installed"
+        );
+        assert!(status.note.as_deref().is_some_and(|n| n
+            .contains("added by fwlog instance ffffffffffffffff, the pins by 00112233445566ff")));
+    }
+
+    #[test]
+    fn rules_without_pins_are_a_leftover() {
+        let mut status = with_rules("fwlog", false);
+        assert_eq!(mode(&mut status, None), "leftover");
+        let mut none = Status::default();
+        assert_eq!(mode(&mut none, None), "none");
+    }
 }
