@@ -411,3 +411,29 @@ fn a_watch_never_takes_an_install_that_finished_meanwhile_for_a_leftover() -> Re
     assert!(!ping(&net.peer, HOST_V4)?, "and enforcing");
     Ok(())
 }
+
+#[test]
+fn a_watch_without_rules_never_removes_pins_that_leftover_rules_name() -> Result<()> {
+    let net = TestNet::new()?;
+    let before = net.host.saved_rules()?;
+    let _cleanup = UninstallOnDrop(&net);
+    let mut killed = Fwlog::watch(&net.host, &[&net.host_if])?;
+    killed.stop(Signal::SIGKILL)?;
+    let mut command = fwlog_command(&net.host);
+    command.args(["watch", "--no-rules", &net.host_if]);
+    let mut fwlog = Fwlog::start(command, net.host.path(), None)?;
+    let exit = fwlog.wait(Duration::from_secs(20))?;
+    let said = fwlog.stderr_text();
+    assert!(
+        net.host.pin_dir().exists(),
+        "the pins the rules name stay: {said}"
+    );
+    assert!(!exit.success(), "{said}");
+    assert!(
+        said.contains("has rules an earlier fwlog left here, which name its pins: run `nsenter"),
+        "{said}"
+    );
+    fwlog_ok(&net, &["uninstall"])?;
+    assert_eq!(net.host.saved_rules()?, before);
+    Ok(())
+}

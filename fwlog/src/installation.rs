@@ -409,9 +409,19 @@ pub fn inspect_slot(netns: NetNs) -> Result<Slot> {
 /// once they are gone, its pins.
 pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
     let mut found = false;
-    if with_rules {
-        for family in Family::ALL {
+    for family in Family::ALL {
+        if with_rules {
             found |= remove_rules(family, 0)?.any;
+        } else if netns.pin_dir().exists()
+            && iptables::save(family).is_ok_and(|table| table.has_fwlog_rules())
+        {
+            // Without rules of its own (`--no-rules`) fwlog leaves iptables alone, and the pins
+            // such rules name must stay while they do.
+            anyhow::bail!(
+                "{} has rules an earlier fwlog left here, which name its pins: run {} first",
+                family.command(),
+                netns.run_hint("uninstall")
+            );
         }
     }
     found |= pin_dir::remove_pin_dir(&netns.pin_dir())?;
