@@ -373,7 +373,7 @@ fn ip_netns_exec_is_told_to_use_nsenter() -> Result<()> {
 fn a_watch_never_takes_an_install_that_finished_meanwhile_for_a_leftover() -> Result<()> {
     let net = TestNet::new()?;
     let _cleanup = UninstallOnDrop(&net);
-    // The watch's lock request is held back 8 s (strace), long enough for an install to
+    // The watch's first lock request is held back 30 s (strace), long enough for an install to
     // run from start to end in between: a watch that looked at the slot before locking saw it
     // empty, and then removed the finished install as something left behind.
     let mut command = net.host.command("strace");
@@ -385,15 +385,22 @@ fn a_watch_never_takes_an_install_that_finished_meanwhile_for_a_leftover() -> Re
             "-e",
             "trace=flock",
             "-e",
-            "inject=flock:delay_enter=8000000",
+            "inject=flock:delay_enter=30000000:when=1",
         ])
         .arg(fwlog_bin())
         .args(["watch", "--no-process", &net.host_if])
         .env_remove("SSH_CONNECTION");
     let mut watch = Fwlog::start(command, net.host.path(), None)?;
     std::thread::sleep(Duration::from_millis(500));
+    let installing = Instant::now();
     fwlog_ok(&net, &["install", "--no-process", &net.host_if])?;
-    let exit = watch.wait(Duration::from_secs(30))?;
+    assert!(
+        installing.elapsed() < Duration::from_secs(25),
+        "the install took {:?}, too long for the watch's held-back lock: the test cannot \
+         race them on a machine this busy",
+        installing.elapsed()
+    );
+    let exit = watch.wait(Duration::from_secs(60))?;
     assert!(
         !exit.success(),
         "the watch refuses: {}",
