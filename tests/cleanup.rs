@@ -101,7 +101,12 @@ fn rules_and_pins_exist_while_watching_and_go_on_sigint() -> Result<()> {
             "{output} in both families:\n{during}"
         );
     }
-    assert_eq!(pins(&net), PINS);
+    // Kernels without TCX (before 6.6) also record their netlink filters (tests/tc_netlink.rs).
+    let programs: Vec<String> = pins(&net)
+        .into_iter()
+        .filter(|pin| !pin.starts_with("tc_"))
+        .collect();
+    assert_eq!(programs, PINS);
 
     udp_send(&net.host, addr(PEER_V4, 7777), b"x")?;
     fwlog.expect_event("one event", |e| e["dest_port"] == 7777)?;
@@ -367,7 +372,12 @@ fn no_rules_pins_programs_and_prints_the_rules() -> Result<()> {
     let before = net.host.saved_rules()?;
     let mut fwlog = Fwlog::watch(&net.host, &["--no-rules", &net.host_if])?;
     assert_eq!(net.host.saved_rules()?, before, "no rules installed");
-    assert_eq!(pins(&net), PINS);
+    // Kernels without TCX (before 6.6) also record their netlink filters (tests/tc_netlink.rs).
+    let programs: Vec<String> = pins(&net)
+        .into_iter()
+        .filter(|pin| !pin.starts_with("tc_"))
+        .collect();
+    assert_eq!(programs, PINS);
     let said = fwlog.stderr_text();
     assert!(
         said.contains("programs pinned, no rules installed"),

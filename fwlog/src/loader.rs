@@ -10,18 +10,16 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        cgroup_sock_addr::CgroupSockAddrLinkId, links::FdLink, tc::SchedClassifierLinkId,
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SkLookup, SocketFilter, TcAttachType,
+        cgroup_sock_addr::CgroupSockAddrLinkId, links::FdLink, CgroupAttachMode, CgroupSockAddr,
+        SkLookup, SocketFilter,
     },
     Ebpf, EbpfLoader,
 };
 use fwlog_common::{
     event::{Action, CtState},
     programs::{
-        verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP,
-        FLOW_EGRESS_L3_PROGRAM, FLOW_EGRESS_PROGRAM, FLOW_FILTER_MAP, FLOW_INGRESS_L3_PROGRAM,
-        FLOW_INGRESS_PROGRAM, FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS,
-        RING_WAKE_GLOBAL,
+        verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP, FLOW_FILTER_MAP,
+        FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
     },
 };
 
@@ -42,7 +40,7 @@ pub struct LoadOptions {
 }
 
 /// Loads the object with the chosen map sizes and loads (verifies) every program it will use,
-/// except the tc programs, which [`attach_flow_programs`] loads for the interfaces' link type.
+/// except the tc programs, which `tc_attach` loads for the interfaces' link type.
 pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let kernel_log_level = log::max_level() as u8;
     let flow_tracking = u8::from(options.flow_table.is_some());
@@ -75,66 +73,6 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
         }
     }
     Ok(ebpf)
-}
-
-/// The tc programs attached to the watched interfaces (TCX links: the kernel detaches them
-/// when fwlog exits, however it exits).
-pub struct FlowAttachments {
-    links: Vec<(&'static str, SchedClassifierLinkId)>,
-}
-
-/// Loads and attaches the flow programs on ingress and egress of every interface: those for
-/// Ethernet-like interfaces, or those for interfaces without a link-layer header.
-pub fn attach_flow_programs(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<FlowAttachments> {
-    let mut attachments = FlowAttachments { links: Vec::new() };
-    for interface in interfaces {
-        let programs = if has_link_header(interface) {
-            [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM]
-        } else {
-            [FLOW_INGRESS_L3_PROGRAM, FLOW_EGRESS_L3_PROGRAM]
-        };
-        for (name, attach_type) in programs
-            .into_iter()
-            .zip([TcAttachType::Ingress, TcAttachType::Egress])
-        {
-            let program = classifier(ebpf, name)?;
-            if program.fd().is_err() {
-                program
-                    .load()
-                    .with_context(|| format!("loading the eBPF program {name} into the kernel"))?;
-            }
-            let link = program
-                .attach(interface, attach_type)
-                .with_context(|| format!("attaching {name} to {interface}"))?;
-            attachments.links.push((name, link));
-        }
-    }
-    Ok(attachments)
-}
-
-impl FlowAttachments {
-    /// Pins the links, so the tc programs stay attached after fwlog exits (`fwlog install`).
-    pub fn pin(self, ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
-        for (index, (name, link)) in self.links.into_iter().enumerate() {
-            let link = classifier(ebpf, name)?.take_link(link)?;
-            let path = pin_dir.join(format!("link_{name}_{index}"));
-            FdLink::try_from(link)
-                .context("a tc link that cannot be pinned (kernel without TCX links?)")?
-                .pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Detaches every tc program now (before the last sweep of the flow table).
-    pub fn detach(self, ebpf: &mut Ebpf) -> Result<()> {
-        for (name, link) in self.links {
-            classifier(ebpf, name)?
-                .detach(link)
-                .with_context(|| format!("detaching {name}"))?;
-        }
-        Ok(())
-    }
 }
 
 /// The cgroup hooks, attached to the root of the cgroup v2 hierarchy (links: detached when
@@ -193,15 +131,6 @@ fn sock_addr_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Cgrou
         .with_context(|| format!("the eBPF object has no program {name}"))?
         .try_into()
         .with_context(|| format!("{name} is not a cgroup/sock_addr program"))
-}
-
-/// Ethernet-like devices (and loopback) carry a 14-byte header at tc; tun, WireGuard and other
-/// devices of type ARPHRD_NONE (65534) start with the IP header (include/uapi/linux/if_arp.h).
-fn has_link_header(interface: &str) -> bool {
-    const ARPHRD_ETHER: &str = "1";
-    const ARPHRD_LOOPBACK: &str = "772";
-    let kind = fs::read_to_string(format!("/sys/class/net/{interface}/type")).unwrap_or_default();
-    matches!(kind.trim(), ARPHRD_ETHER | ARPHRD_LOOPBACK | "")
 }
 
 /// Pins every verdict program under `pin_dir`.
@@ -296,12 +225,6 @@ fn socket_filter<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SocketFil
         .with_context(|| format!("{name} is not a socket filter"))
 }
 
-fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
-    ebpf.program_mut(name)
-        .with_context(|| format!("the eBPF object has no program {name}"))?
-        .try_into()
-        .with_context(|| format!("{name} is not a tc classifier"))
-}
 
 #[cfg(test)]
 mod tests {

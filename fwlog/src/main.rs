@@ -18,11 +18,13 @@ mod output;
 mod pin_dir;
 mod preflight;
 mod record;
+mod rtnl;
 mod session;
 mod settings;
 mod ssh_guard;
 mod summary;
 mod systemd;
+mod tc_attach;
 mod values;
 
 use std::process::ExitCode;

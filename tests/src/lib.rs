@@ -8,6 +8,7 @@ pub mod fwlog;
 pub mod kernel_maps;
 pub mod netns;
 pub mod private_bpffs;
+pub mod tc;
 pub mod traffic;
 
 pub use fwlog::{fwlog_bin, Fwlog};

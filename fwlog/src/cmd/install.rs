@@ -35,7 +35,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
     setup.installation.wait_for_grace()?;
     loader::pin_maps(&setup.ebpf, &pin_dir)?;
     if let Some(flows) = setup.flows.take() {
-        flows.pin(&mut setup.ebpf, &pin_dir)?;
+        flows.pin(&pin_dir)?;
     }
     if let Some(processes) = setup.processes.take() {
         processes.pin(&mut setup.ebpf, &pin_dir)?;

@@ -27,6 +27,7 @@ use crate::{
         Orphan, Owner, PinDir,
     },
     preflight,
+    tc_attach::{self, TcStatus},
 };
 
 #[derive(Debug, Default, Serialize)]
@@ -45,6 +46,8 @@ struct Status {
     outbound: Option<String>,
     rules: Vec<RuleStatus>,
     pins: Vec<String>,
+    /// How the tc flow programs are attached (`tcx` or `netlink`), when they are.
+    tc_attach: Option<TcStatus>,
     /// Kernel counters (installed setups only: a session's are in its own output).
     counters: Option<Counters>,
     /// Pin directories of namespaces that are gone (`fwlog uninstall --orphans` removes them).
@@ -115,6 +118,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     status.mode = mode(&mut status, own.as_ref());
     if let Some(dir) = &own {
         status.pins = dir.pins();
+        status.tc_attach = tc_attach::status(&dir.path, &status.interfaces)?;
         if status.mode == "installed" {
             status.counters = Some(counters(dir)?);
         }
@@ -320,6 +324,22 @@ fn text(status: &Status) -> String {
                 out,
                 "  {:>10} {:>12}  {}: {}",
                 rule.packets, rule.bytes, rule.family, rule.rule
+            );
+        }
+    }
+    if let Some(tc) = &status.tc_attach {
+        let _ = writeln!(out, "tc programs: {}", tc.mode);
+        for filter in &tc.filters {
+            let record = &filter.record;
+            let _ = writeln!(
+                out,
+                "  {} {}: {} priority {} handle {:#x}{}",
+                record.interface,
+                record.hook,
+                record.program,
+                record.priority,
+                record.handle,
+                if filter.attached { "" } else { " (missing)" }
             );
         }
     }

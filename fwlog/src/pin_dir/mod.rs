@@ -19,7 +19,10 @@ use aya::{maps::MapData, programs::ProgramInfo};
 
 pub use self::holders::LiveNamespaces;
 use self::record::{Record, RECORD_PIN};
-use crate::netns::{NetNs, PIN_ROOT};
+use crate::{
+    netns::{NetNs, PIN_ROOT},
+    tc_attach,
+};
 
 /// The pinned netns link of the `netns_alive` program (see fwlog-ebpf/src/liveness.rs).
 pub const NETNS_LINK_PIN: &str = "link_netns";
@@ -182,6 +185,8 @@ impl PinDir {
 
 /// [`PinDir::remove`] for a directory that may not exist (or not be named by a number).
 pub fn remove_pin_dir(path: &Path) -> Result<bool> {
+    // Netlink tc filters are no pins: the directory only records them (see tc_attach).
+    tc_attach::remove_recorded(path)?;
     let mut names = match fs::read_dir(path) {
         Ok(entries) => entries
             .map(|e| e.map(|e| e.file_name()))

@@ -67,10 +67,7 @@ async fn session(settings: WatchSettings, interfaces: Vec<String>, netns: NetNs)
     }
     // Rules and tc programs first, so nothing new arrives, then read what the kernel holds.
     let removed = setup.installation.remove();
-    let detached = setup
-        .flows
-        .take()
-        .map_or(Ok(()), |a| a.detach(&mut setup.ebpf));
+    let detached = setup.flows.take().map_or(Ok(()), |a| a.detach());
     let totals = collector.finish(true);
     if let Ok(totals) = &totals {
         stream::print_totals(totals);

@@ -8,11 +8,12 @@ use crate::{
     collector::KernelLogger,
     firewall::{iptables, plan::install_script, plan::RuleOptions, Family},
     installation::{self, Installation},
-    loader::{self, FlowAttachments, LoadOptions, ProcessAttachments},
+    loader::{self, LoadOptions, ProcessAttachments},
     netns::NetNs,
     pin_dir::record::Mode,
     settings::WatchSettings,
     ssh_guard,
+    tc_attach::{self, FlowAttachments},
 };
 
 /// Everything in place; `installation` removes the pins and rules on drop unless kept.
@@ -60,9 +61,10 @@ pub fn set_up(
     installation.pin(&mut ebpf)?;
     let options = settings.rules.options(interfaces, netns);
     let flows = if track_flows {
-        Some(loader::attach_flow_programs(
+        Some(tc_attach::attach_flow_programs(
             &mut ebpf,
             &options.interfaces,
+            &netns.pin_dir(),
         )?)
     } else {
         None

@@ -1,0 +1,81 @@
+//! What tc shows of an interface (iproute2's JSON): its qdiscs and the eBPF filters on its
+//! clsact hooks, for tests of fwlog's netlink attach mode (kernels without TCX).
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+use crate::NetNs;
+
+/// Forces fwlog's netlink attach mode on kernels that have TCX (see fwlog's `tc_attach`).
+pub const NETLINK_MODE: (&str, &str) = ("FWLOG_TC_ATTACH", "netlink");
+
+/// A filter on one clsact hook, as `tc filter show` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcFilter {
+    /// `ingress` or `egress`.
+    pub hook: &'static str,
+    pub priority: u64,
+    /// `0x1` and the like.
+    pub handle: String,
+    pub kind: String,
+    /// The eBPF program's name, for cls_bpf filters with one.
+    pub program: Option<String>,
+}
+
+/// The filters on the clsact hooks of `interface` (none when it has no clsact qdisc).
+pub fn filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
+    let mut filters = Vec::new();
+    for hook in ["ingress", "egress"] {
+        let output = netns
+            .command("tc")
+            .args(["-j", "filter", "show", "dev", interface, hook])
+            .output()
+            .context("running tc filter show")?;
+        let shown = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || shown.trim().is_empty() {
+            continue;
+        }
+        let listed: Value = serde_json::from_str(&shown).context("tc's JSON")?;
+        for filter in listed.as_array().into_iter().flatten() {
+            // Each priority is also listed once without options (its chain head).
+            let Some(options) = filter.get("options") else {
+                continue;
+            };
+            filters.push(TcFilter {
+                hook,
+                priority: filter["pref"].as_u64().unwrap_or(0),
+                handle: options["handle"].as_str().unwrap_or("").to_string(),
+                kind: filter["kind"].as_str().unwrap_or("").to_string(),
+                program: options["prog"]["name"]
+                    .as_str()
+                    .or_else(|| options["name"].as_str())
+                    .map(str::to_string),
+            });
+        }
+    }
+    Ok(filters)
+}
+
+/// fwlog's flow programs among the filters of `interface`.
+pub fn fwlog_filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
+    Ok(filters(netns, interface)?
+        .into_iter()
+        .filter(|filter| {
+            filter
+                .program
+                .as_deref()
+                .is_some_and(|name| name.starts_with("flow_"))
+        })
+        .collect())
+}
+
+/// Whether `interface` has a clsact qdisc.
+pub fn has_clsact(netns: &NetNs, interface: &str) -> Result<bool> {
+    let shown = netns.exec("tc", &["-j", "qdisc", "show", "dev", interface])?;
+    let listed: Value = serde_json::from_str(&shown).context("tc's JSON")?;
+    Ok(listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|qdisc| qdisc["kind"] == "clsact"))
+}
