@@ -225,7 +225,6 @@ fn socket_filter<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SocketFil
         .with_context(|| format!("{name} is not a socket filter"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,12 @@
 
 use std::io;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
+    link::{LinkAttribute, LinkLayerType, LinkMessage},
     tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
     RouteNetlinkMessage,
 };
@@ -46,6 +47,32 @@ pub struct Filter {
     pub kind: String,
     /// The eBPF program's name (cls_bpf's TCA_BPF_NAME).
     pub program: Option<String>,
+}
+
+/// The interface's `ARPHRD_*` type (include/uapi/linux/if_arp.h), from RTM_GETLINK in this
+/// namespace (sysfs would answer for the namespace it was mounted in).
+pub fn link_type(interface: &str) -> Result<u16> {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(interface.to_string()));
+    let replies = request(RouteNetlinkMessage::GetLink(message), NLM_F_REQUEST)
+        .with_context(|| format!("asking the kernel for the interface {interface}"))?;
+    for reply in replies {
+        if let RouteNetlinkMessage::NewLink(link) = reply {
+            return Ok(u16::from(link.header.link_layer_type));
+        }
+    }
+    bail!("the kernel did not describe the interface {interface}")
+}
+
+/// Whether devices of this type carry an Ethernet header at tc (Ethernet-like devices and
+/// loopback); tun, WireGuard, PPP and IP tunnels start with the IP header.
+pub fn has_ethernet_header(link_type: u16) -> bool {
+    matches!(
+        LinkLayerType::from(link_type),
+        LinkLayerType::Ether | LinkLayerType::Loopback
+    )
 }
 
 /// The filters on one hook of the interface's clsact qdisc. Empty when there is no qdisc.
@@ -226,5 +253,21 @@ fn request(message: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkM
             }
             offset += length;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_link_types_carry_an_ethernet_header() {
+        // include/uapi/linux/if_arp.h
+        assert!(has_ethernet_header(1)); // ARPHRD_ETHER: veth, bridges, wlan
+        assert!(has_ethernet_header(772)); // ARPHRD_LOOPBACK
+        assert!(!has_ethernet_header(65534)); // ARPHRD_NONE: tun, WireGuard
+        assert!(!has_ethernet_header(512)); // ARPHRD_PPP
+        assert!(!has_ethernet_header(519)); // ARPHRD_RAWIP
+        assert!(!has_ethernet_header(768)); // ARPHRD_TUNNEL: ipip
     }
 }

@@ -130,7 +130,7 @@ pub fn attach_flow_programs(
         links: Vec::new(),
     };
     for interface in interfaces {
-        let programs = if has_link_header(interface) {
+        let programs = if has_link_header(interface)? {
             [FLOW_INGRESS_PROGRAM, FLOW_EGRESS_PROGRAM]
         } else {
             [FLOW_INGRESS_L3_PROGRAM, FLOW_EGRESS_L3_PROGRAM]
@@ -459,11 +459,10 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .with_context(|| format!("{name} is not a tc classifier"))
 }
 
-/// Ethernet-like devices (and loopback) carry a 14-byte header at tc; tun, WireGuard and other
-/// devices of type ARPHRD_NONE (65534) start with the IP header (include/uapi/linux/if_arp.h).
-fn has_link_header(interface: &str) -> bool {
-    const ARPHRD_ETHER: &str = "1";
-    const ARPHRD_LOOPBACK: &str = "772";
-    let kind = fs::read_to_string(format!("/sys/class/net/{interface}/type")).unwrap_or_default();
-    matches!(kind.trim(), ARPHRD_ETHER | ARPHRD_LOOPBACK | "")
+/// Whether the interface's packets start with an Ethernet header at tc, by its type as this
+/// namespace's kernel reports it (under `nsenter --net`, /sys is the root namespace's, where
+/// the interface is missing or another one).
+fn has_link_header(interface: &str) -> Result<bool> {
+    let link_type = rtnl::link_type(interface)?;
+    Ok(rtnl::has_ethernet_header(link_type))
 }

@@ -168,6 +168,23 @@ impl TestNet {
     }
 }
 
+impl TestNet {
+    /// Adds a tun device (no link-layer header: packets start with the IP header) to `host`,
+    /// up, with `10.203.0.1/24`; it goes with the namespace. Returns its name.
+    pub fn add_tun(&self) -> Result<String> {
+        let tun = self.host_if.replacen("fwh", "fwt", 1);
+        self.host
+            .exec("ip", &["tuntap", "add", "dev", &tun, "mode", "tun"])?;
+        self.host
+            .exec("ip", &["addr", "add", &format!("{TUN_V4}/24"), "dev", &tun])?;
+        self.host.exec("ip", &["link", "set", &tun, "up"])?;
+        Ok(tun)
+    }
+}
+
+/// The host's address on the tun device of [`TestNet::add_tun`] (its peer would be 10.203.0.2).
+pub const TUN_V4: &str = "10.203.0.1";
+
 pub fn run(command: &mut Command) -> Result<Output> {
     let output = command
         .output()

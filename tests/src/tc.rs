@@ -1,7 +1,9 @@
-//! What tc shows of an interface (iproute2's JSON): its qdiscs and the eBPF filters on its
-//! clsact hooks, for tests of fwlog's netlink attach mode (kernels without TCX).
+//! What tc shows of an interface: its qdiscs and the eBPF filters on its clsact hooks
+//! (iproute2's JSON), for tests of fwlog's netlink attach mode (kernels without TCX), and the
+//! flow programs on it however they are attached.
 
 use anyhow::{Context as _, Result};
+use aya::programs::{SchedClassifier, TcAttachType};
 use serde_json::Value;
 
 use crate::NetNs;
@@ -78,4 +80,35 @@ pub fn has_clsact(netns: &NetNs, interface: &str) -> Result<bool> {
         .into_iter()
         .flatten()
         .any(|qdisc| qdisc["kind"] == "clsact"))
+}
+
+/// fwlog's flow programs on `interface`, as (hook, program name) sorted, whether attached as
+/// TCX links or as netlink filters.
+pub fn flow_programs(netns: &NetNs, interface: &str) -> Result<Vec<(&'static str, String)>> {
+    let mut programs: Vec<(&'static str, String)> = fwlog_filters(netns, interface)?
+        .into_iter()
+        .filter_map(|filter| Some((filter.hook, filter.program?)))
+        .collect();
+    let name = interface.to_string();
+    let tcx = netns.enter(move || {
+        let mut found = Vec::new();
+        for (hook, attach_type) in [
+            ("ingress", TcAttachType::Ingress),
+            ("egress", TcAttachType::Egress),
+        ] {
+            // Kernels without TCX refuse the question: no TCX programs there.
+            if let Ok((_, attached)) = SchedClassifier::query_tcx(&name, attach_type) {
+                for program in attached {
+                    if let Some(program) = program.name_as_str().filter(|n| n.starts_with("flow_"))
+                    {
+                        found.push((hook, program.to_string()));
+                    }
+                }
+            }
+        }
+        found
+    })?;
+    programs.extend(tcx);
+    programs.sort();
+    Ok(programs)
 }
