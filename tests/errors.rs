@@ -195,6 +195,59 @@ fn kernel_without_bpf() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn kernel_without_ring_buffers() -> Result<()> {
+    let net = TestNet::new()?;
+    let before = net.host.saved_rules()?;
+    // BPF_MAP_CREATE answered with EINVAL, as a kernel before 5.8 answers for a ring buffer.
+    let output = fwlog_in(&net.host, || refuse_bpf_command(BPF_MAP_CREATE))?
+        .args(["watch", &net.host_if])
+        .output()?;
+    let message = assert_fails_cleanly(&net, &before, &output)?;
+    assert_eq!(
+        message,
+        "fwlog: this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later), which carries every event: fwlog cannot run here"
+    );
+    Ok(())
+}
+
+/// `bpf(BPF_MAP_CREATE, ...)` (include/uapi/linux/bpf.h).
+const BPF_MAP_CREATE: u32 = 0;
+
+/// Installs a classic-BPF seccomp filter: bpf(`command`, ...) → EINVAL, everything else
+/// allowed.
+fn refuse_bpf_command(command: u32) -> std::io::Result<()> {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const ARCH_OFFSET: u32 = 4; // struct seccomp_data { int nr; __u32 arch; u64 ip; u64 args[6]; }
+    const ARG0_OFFSET: u32 = 16; // the low half of args[0] (little-endian)
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let mut filter = [
+        stmt(load, ARCH_OFFSET),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(load, 0),
+        jeq(libc::SYS_bpf as u32, 0, 3),
+        stmt(load, ARG0_OFFSET),
+        jeq(command, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    install_seccomp(&mut filter)
+}
+
 /// Installs a classic-BPF seccomp filter: bpf() → ENOSYS, everything else allowed.
 fn deny_bpf_syscall() -> std::io::Result<()> {
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -222,6 +275,11 @@ fn deny_bpf_syscall() -> std::io::Result<()> {
         stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         stmt(ret, libc::SECCOMP_RET_ALLOW),
     ];
+    install_seccomp(&mut filter)
+}
+
+/// Installs `filter` as this process's seccomp filter (after fork, before exec).
+fn install_seccomp(filter: &mut [libc::sock_filter]) -> std::io::Result<()> {
     let program = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_mut_ptr(),

@@ -12,6 +12,7 @@ mod firewall;
 mod installation;
 mod interfaces;
 mod interrupt;
+mod kernel_features;
 mod loader;
 mod netns;
 mod output;

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
-use crate::netns::BPFFS;
+use aya::programs::ProgramType;
 
-/// BPF ring buffers (and `bpf_ktime_get_boot_ns`) arrived in Linux 5.8.
-pub const MIN_KERNEL: (u32, u32) = (5, 8);
+use crate::{kernel_features, netns::BPFFS};
+
 /// `statfs.f_type` of a bpf filesystem (include/uapi/linux/magic.h, BPF_FS_MAGIC).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Commands fwlog runs, per family.
@@ -28,37 +28,58 @@ pub fn require_root(command: &str) -> Result<()> {
     Ok(())
 }
 
-/// The kernel must be recent enough and have the bpf() system call.
+/// The kernel must have the bpf() system call and what every mode needs (the ring buffer, the
+/// boot clock in socket filters), found by probing.
 pub fn require_kernel() -> Result<()> {
-    let release = nix::sys::utsname::uname()
-        .context("uname")?
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    let version = parse_kernel_version(&release)
-        .with_context(|| format!("cannot read the kernel version from {release:?}"))?;
-    if version < MIN_KERNEL {
-        bail!(
-            "kernel {release} is too old: fwlog needs Linux {}.{} or newer (BPF ring buffer)",
-            MIN_KERNEL.0,
-            MIN_KERNEL.1
-        );
-    }
     if !bpf_syscall_available() {
         bail!(
             "this kernel has no BPF support (the bpf() system call is missing or blocked): \
              fwlog needs a kernel built with CONFIG_BPF_SYSCALL"
         );
     }
+    if !kernel_features::ring_buffer()? {
+        bail!(
+            "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later), \
+             which carries every event: fwlog cannot run here"
+        );
+    }
+    if !kernel_features::boot_clock(ProgramType::SocketFilter)? {
+        bail!(
+            "this kernel has no bpf_ktime_get_boot_ns for socket filters (Linux 5.8 and later), \
+             which timestamps every event: fwlog cannot run here"
+        );
+    }
     Ok(())
 }
 
-/// "6.18.44-fc" → (6, 18).
-pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
+/// What the chosen events need besides: `flows` the flow programs' instructions and helpers,
+/// `processes` the cgroup hooks'. A kernel that cannot name processes is said in one line and
+/// the answer is `false`; anything else missing fails here, before anything is installed,
+/// naming the feature and what still works.
+pub fn require_kernel_for(flows: bool, processes: bool) -> Result<bool> {
+    if flows {
+        let missing = if !kernel_features::boot_clock(ProgramType::SchedClassifier)? {
+            Some("bpf_ktime_get_boot_ns in tc programs (Linux 5.8 and later)")
+        } else if !kernel_features::atomic_fetch_or()? {
+            Some("BPF atomic fetch instructions (Linux 5.12 and later)")
+        } else {
+            None
+        };
+        if let Some(missing) = missing {
+            bail!(
+                "this kernel has no {missing}, which fwlog's flow programs use: \
+                 `--events verdict` records verdicts without flows"
+            );
+        }
+    }
+    if processes && !kernel_features::process_hooks()? {
+        eprintln!(
+            "fwlog: this kernel's cgroup socket hooks cannot tell which process connects (Linux \
+             5.7 and later): verdicts and flows without processes"
+        );
+        return Ok(false);
+    }
+    Ok(processes)
 }
 
 /// Calls bpf(BPF_MAP_CREATE) with no attributes: a kernel with BPF answers EINVAL or EFAULT,
@@ -101,6 +122,32 @@ pub fn require_iptables() -> Result<()> {
             );
         }
     }
+    require_xt_bpf()
+}
+
+/// Matches the kernel has registered with x_tables (both iptables back ends use them).
+const XT_MATCHES: &str = "/proc/net/ip_tables_matches";
+
+/// The iptables `bpf` match, through which every logging rule runs fwlog's programs, loaded
+/// if it is a module not loaded yet. When the kernel cannot be asked (no x_tables yet, no
+/// modprobe), iptables-restore says so later, before any rule is in place.
+fn require_xt_bpf() -> Result<()> {
+    let registered = || {
+        std::fs::read_to_string(XT_MATCHES)
+            .map(|matches| matches.lines().any(|name| name.trim() == "bpf"))
+    };
+    if matches!(registered(), Ok(true)) {
+        return Ok(());
+    }
+    let _ = std::process::Command::new("modprobe")
+        .args(["-q", "xt_bpf"])
+        .status();
+    if matches!(registered(), Ok(false)) {
+        bail!(
+            "this kernel has no iptables bpf match (xt_bpf, CONFIG_NETFILTER_XT_MATCH_BPF), \
+             through which fwlog's rules log: `--no-rules --events flow` still records flows"
+        );
+    }
     Ok(())
 }
 
@@ -116,18 +163,4 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_versions() {
-        assert_eq!(parse_kernel_version("6.18.44-fc-v769"), Some((6, 18)));
-        assert_eq!(parse_kernel_version("5.8.0"), Some((5, 8)));
-        assert_eq!(parse_kernel_version("4.19"), Some((4, 19)));
-        assert_eq!(parse_kernel_version("garbage"), None);
-        assert!(parse_kernel_version("5.4.0-150-generic").expect("parses") < MIN_KERNEL);
-    }
 }

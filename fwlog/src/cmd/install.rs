@@ -17,10 +17,12 @@ use crate::{
 
 pub fn run(args: InstallArgs) -> Result<()> {
     let watch = &args.watch;
-    let settings = settings::watch_settings(watch, &settings::load_config(&watch.rules)?);
+    let mut settings = settings::watch_settings(watch, &settings::load_config(&watch.rules)?);
     preflight::require_root("install")?;
     let interfaces = interfaces::resolve(&settings.rules.interfaces)?;
     preflight::require_kernel()?;
+    settings.name_processes =
+        preflight::require_kernel_for(settings.flows, settings.name_processes)?;
     preflight::require_bpffs()?;
     preflight::require_iptables()?;
     interrupt::catch()?;

@@ -12,7 +12,7 @@ use crate::{
 };
 
 pub fn run(args: WatchArgs) -> Result<()> {
-    let settings = settings::watch_settings(&args, &settings::load_config(&args.rules)?);
+    let mut settings = settings::watch_settings(&args, &settings::load_config(&args.rules)?);
     preflight::require_root("watch")?;
     interrupt::catch()?;
     let netns = NetNs::current()?;
@@ -27,6 +27,11 @@ pub fn run(args: WatchArgs) -> Result<()> {
             "fwlog is installed in this network namespace: run `fwlog watch` without interfaces \
              to read it, or `fwlog uninstall` first"
         );
+    }
+    // A reader needs only what every mode needs; a session what its events need too.
+    if !installed {
+        settings.name_processes =
+            preflight::require_kernel_for(settings.flows, settings.name_processes)?;
     }
     let interfaces = if installed {
         Vec::new()
