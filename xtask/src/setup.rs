@@ -83,9 +83,14 @@ const RSYSLOG_RELP: Package = Package {
     dnf: "rsyslog-relp",
     pacman: "rsyslog",
 };
+const IPERF3: Package = Package {
+    apt: "iperf3",
+    dnf: "iperf3",
+    pacman: "iperf3",
+};
 
-/// The programs fwlog and its kernel tests run, and the package that ships each.
-const SYSTEM_TOOLS: [(&str, Package); 11] = [
+/// The programs fwlog, its kernel tests and its bench run, and the package that ships each.
+const SYSTEM_TOOLS: [(&str, Package); 12] = [
     ("iptables", IPTABLES),
     ("ip6tables", IPTABLES),
     ("iptables-save", IPTABLES),
@@ -99,6 +104,8 @@ const SYSTEM_TOOLS: [(&str, Package); 11] = [
     ("bpftool", BPFTOOL),
     // tests/shipping.rs ships fwlog's lines with rsyslog instances of its own.
     ("rsyslogd", RSYSLOG),
+    // `cargo xtask bench --established` measures bulk TCP with it.
+    ("iperf3", IPERF3),
 ];
 
 /// rsyslog's RELP modules (no program of their own), under `/usr/lib/<multiarch>/rsyslog/`.

@@ -7,28 +7,32 @@
 //! path slows the sender down, which is what the achieved rate shows.
 
 use std::{
-    fmt, io,
-    mem::{size_of, zeroed},
+    fmt,
     net::Ipv4Addr,
     num::NonZeroU64,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     str::FromStr,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Barrier,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
+use nix::{
+    sched::{sched_setaffinity, CpuSet},
+    unistd::Pid,
+};
 
 use super::{
     measure::task_cpu_ticks,
     netns::{NetNs, HOST_ADDR, HOST_MAC, PEER_MAC},
+    packet_socket::{PacketSocket, FRAME_CAP},
 };
 
 /// Destination port of every flow (nothing listens: the host drops them all).
 pub const DEST_PORT: u16 = 7777;
-/// Room for the largest frame we build (UDP: 60 bytes).
-const FRAME_CAP: usize = 64;
 const ETH_HLEN: usize = 14;
 const IPV4_HLEN: usize = 20;
 const UDP_PAYLOAD: &[u8; 18] = b"fwlog bench flood!";
@@ -121,6 +125,38 @@ pub struct Flood {
     pub batch: usize,
     /// The flood stops here even if not every flow was sent.
     pub time_limit: Duration,
+    /// Sending threads. More than one: thread `i` runs on CPU `i` with its share of the flows
+    /// and of the rate, so that the host's receive path runs on several CPUs at once and
+    /// contention between them (the ring buffer's lock) shows.
+    pub threads: usize,
+}
+
+impl Flood {
+    /// Each thread's part of the flood: disjoint flows, the rate divided.
+    pub fn shares(self) -> Vec<Flood> {
+        let threads = self.threads.max(1);
+        let count = threads as u64;
+        let mut first_flow = self.first_flow;
+        (0..count)
+            .map(|i| {
+                let flows = self.flows / count + u64::from(i < self.flows % count);
+                let share = Flood {
+                    flows,
+                    first_flow,
+                    rate: match self.rate {
+                        Rate::Max => Rate::Max,
+                        Rate::PerSecond(rate) => {
+                            Rate::PerSecond(NonZeroU64::new(rate.get() / count).unwrap_or(rate))
+                        }
+                    },
+                    threads: 1,
+                    ..self
+                };
+                first_flow += flows;
+                share
+            })
+            .collect()
+    }
 }
 
 /// Why the flood ended.
@@ -145,22 +181,67 @@ pub struct FloodReport {
     pub cpu_ticks: u64,
 }
 
-/// Sends `flood` from a thread inside `peer`, out of `peer_if`, and waits for it to finish.
+impl FloodReport {
+    /// The threads' reports as one: frames and CPU added up, the longest elapsed time, and the
+    /// worst reason for ending.
+    pub fn combined(reports: &[FloodReport]) -> Option<FloodReport> {
+        let end = if reports.iter().any(|r| r.end == FloodEnd::Interrupted) {
+            FloodEnd::Interrupted
+        } else if reports.iter().any(|r| r.end == FloodEnd::TimeLimit) {
+            FloodEnd::TimeLimit
+        } else {
+            FloodEnd::Done
+        };
+        Some(FloodReport {
+            sent: reports.iter().map(|r| r.sent).sum(),
+            refused: reports.iter().map(|r| r.refused).sum(),
+            elapsed: reports.iter().map(|r| r.elapsed).max()?,
+            end,
+            cpu_ticks: reports.iter().map(|r| r.cpu_ticks).sum(),
+        })
+    }
+}
+
+/// Sends `flood` from threads inside `peer`, out of `peer_if`, and waits for them to finish.
 pub fn send(
     peer: &NetNs,
     peer_if: &str,
     flood: Flood,
     interrupted: &'static AtomicBool,
 ) -> Result<FloodReport> {
-    let peer_if = peer_if.to_owned();
-    let sender = peer.spawn_inside(move || {
-        let socket = PacketSocket::open(&peer_if)?;
-        send_from(&socket, flood, interrupted)
-    })?;
-    match sender.join() {
-        Ok(report) => report,
-        Err(_) => bail!("the flood thread panicked"),
+    let shares = flood.shares();
+    let pinned = shares.len() > 1;
+    let start = Arc::new(Barrier::new(shares.len()));
+    let mut senders = Vec::new();
+    for (cpu, share) in shares.into_iter().enumerate() {
+        let peer_if = peer_if.to_owned();
+        let start = Arc::clone(&start);
+        senders.push(peer.spawn_inside(move || {
+            let ready = (if pinned { pin_to_cpu(cpu) } else { Ok(()) })
+                .and_then(|()| PacketSocket::open(&peer_if));
+            // Every thread gets here, ready or not, so none waits for ever.
+            start.wait();
+            send_from(&ready?, share, interrupted)
+        })?);
     }
+    let mut reports = Vec::new();
+    for sender in senders {
+        match sender.join() {
+            Ok(report) => reports.push(report?),
+            Err(_) => bail!("a flood thread panicked"),
+        }
+    }
+    FloodReport::combined(&reports).context("the flood had no thread")
+}
+
+/// Runs the calling thread on `cpu` only.
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is beyond what a CPU set holds"))?;
+    // Pid 0: the calling thread.
+    sched_setaffinity(Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning a flood thread to CPU {cpu} (is there a CPU {cpu}?)"))
 }
 
 fn send_from(socket: &PacketSocket, flood: Flood, interrupted: &AtomicBool) -> Result<FloodReport> {
@@ -195,27 +276,9 @@ fn send_from(socket: &PacketSocket, flood: Flood, interrupted: &AtomicBool) -> R
             *len = write_frame(frame, flood.proto, flood.first_flow + next);
             next += 1;
         }
-        let mut done = 0;
-        while done < count {
-            match socket.send(&frames[done..count], &lens[done..count]) {
-                Ok(accepted) => {
-                    done += accepted;
-                    sent += accepted as u64;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error)
-                    if matches!(
-                        error.raw_os_error(),
-                        Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
-                    ) =>
-                {
-                    // The first frame was refused: skip it, as a sender under pressure would.
-                    done += 1;
-                    refused += 1;
-                }
-                Err(error) => return Err(error).context("sendmmsg on the peer's packet socket"),
-            }
-        }
+        let (accepted, skipped) = socket.send_all(&frames[..count], &lens[..count])?;
+        sent += accepted;
+        refused += skipped;
     }
     let elapsed = start.elapsed();
     Ok(FloodReport {
@@ -246,9 +309,41 @@ pub fn flow_source(index: u64) -> (Ipv4Addr, u16) {
     )
 }
 
-/// Writes the Ethernet frame of flow `index` into `frame` and returns its length.
+/// Writes the Ethernet frame of flood flow `index` into `frame` and returns its length.
 pub fn write_frame(frame: &mut [u8; FRAME_CAP], proto: Proto, index: u64) -> usize {
     let (src, src_port) = flow_source(index);
+    let ends = Endpoints {
+        src,
+        src_port,
+        dst: HOST_ADDR,
+        dst_port: DEST_PORT,
+    };
+    write_packet(frame, proto, ends, index)
+}
+
+/// Where a packet goes from and to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+}
+
+/// Writes a frame from the peer to the host, a UDP datagram or a TCP SYN between `ends`, into
+/// `frame` and returns its length; `index` makes its IP id and its TCP sequence number.
+pub fn write_packet(
+    frame: &mut [u8; FRAME_CAP],
+    proto: Proto,
+    ends: Endpoints,
+    index: u64,
+) -> usize {
+    let Endpoints {
+        src,
+        src_port,
+        dst,
+        dst_port,
+    } = ends;
     frame[0..6].copy_from_slice(&HOST_MAC);
     frame[6..12].copy_from_slice(&PEER_MAC);
     frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -258,11 +353,11 @@ pub fn write_frame(frame: &mut [u8; FRAME_CAP], proto: Proto, index: u64) -> usi
             let len = 8 + UDP_PAYLOAD.len();
             let udp = &mut frame[l4..l4 + len];
             udp[0..2].copy_from_slice(&src_port.to_be_bytes());
-            udp[2..4].copy_from_slice(&DEST_PORT.to_be_bytes());
+            udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
             udp[4..6].copy_from_slice(&(len as u16).to_be_bytes());
             udp[6..8].fill(0);
             udp[8..].copy_from_slice(UDP_PAYLOAD);
-            let sum = pseudo_header_sum(src, HOST_ADDR, IPPROTO_UDP, len);
+            let sum = pseudo_header_sum(src, dst, IPPROTO_UDP, len);
             // RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
             let checksum = match checksum(udp, sum) {
                 0 => 0xffff,
@@ -274,7 +369,7 @@ pub fn write_frame(frame: &mut [u8; FRAME_CAP], proto: Proto, index: u64) -> usi
         Proto::Tcp => {
             let tcp = &mut frame[l4..l4 + TCP_SYN_HLEN];
             tcp[0..2].copy_from_slice(&src_port.to_be_bytes());
-            tcp[2..4].copy_from_slice(&DEST_PORT.to_be_bytes());
+            tcp[2..4].copy_from_slice(&dst_port.to_be_bytes());
             // Any initial sequence number will do; spread them like a real stack.
             let seq = (index as u32).wrapping_mul(2_654_435_761);
             tcp[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -284,7 +379,7 @@ pub fn write_frame(frame: &mut [u8; FRAME_CAP], proto: Proto, index: u64) -> usi
             tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
             tcp[16..20].fill(0); // checksum, urgent pointer
             tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
-            let sum = pseudo_header_sum(src, HOST_ADDR, IPPROTO_TCP, TCP_SYN_HLEN);
+            let sum = pseudo_header_sum(src, dst, IPPROTO_TCP, TCP_SYN_HLEN);
             let checksum = checksum(tcp, sum);
             tcp[16..18].copy_from_slice(&checksum.to_be_bytes());
             (IPPROTO_TCP, TCP_SYN_HLEN)
@@ -301,7 +396,7 @@ pub fn write_frame(frame: &mut [u8; FRAME_CAP], proto: Proto, index: u64) -> usi
     ip[9] = ip_proto;
     ip[10..12].fill(0);
     ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&HOST_ADDR.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
     let checksum = checksum(ip, 0);
     ip[10..12].copy_from_slice(&checksum.to_be_bytes());
     ETH_HLEN + total
@@ -330,87 +425,6 @@ pub fn checksum(data: &[u8], initial: u32) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-/// An AF_PACKET socket that writes whole Ethernet frames to one interface, bypassing its qdisc.
-struct PacketSocket {
-    fd: OwnedFd,
-    to: libc::sockaddr_ll,
-}
-
-impl PacketSocket {
-    fn open(interface: &str) -> Result<Self> {
-        let ifindex = nix::net::if_::if_nametoindex(interface)
-            .with_context(|| format!("no interface {interface} in the peer namespace"))?;
-        // Protocol 0: the socket only sends, so the kernel hands it no received frames.
-        // SAFETY: plain syscall with constant arguments; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error()).context("opening an AF_PACKET socket");
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        // SAFETY: `one` outlives the call and its size is passed along.
-        let bypass = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_QDISC_BYPASS,
-                (&one as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if bypass != 0 {
-            return Err(io::Error::last_os_error()).context("setting PACKET_QDISC_BYPASS");
-        }
-        // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
-        let mut to: libc::sockaddr_ll = unsafe { zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_protocol = (libc::ETH_P_IP as u16).to_be();
-        to.sll_ifindex = i32::try_from(ifindex).context("interface index out of range")?;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&HOST_MAC);
-        Ok(PacketSocket { fd, to })
-    }
-
-    /// Sends the frames with one sendmmsg; returns how many the kernel took.
-    fn send(&self, frames: &[[u8; FRAME_CAP]], lens: &[usize]) -> io::Result<usize> {
-        let mut iovecs: Vec<libc::iovec> = frames
-            .iter()
-            .zip(lens)
-            .map(|(frame, &len)| libc::iovec {
-                iov_base: frame.as_ptr().cast_mut().cast(),
-                iov_len: len,
-            })
-            .collect();
-        let mut messages: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .map(|iovec| {
-                // SAFETY: mmsghdr is plain old data; all zeroes is a valid value.
-                let mut message: libc::mmsghdr = unsafe { zeroed() };
-                message.msg_hdr.msg_name = (&self.to as *const libc::sockaddr_ll).cast_mut().cast();
-                message.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                message.msg_hdr.msg_iov = iovec;
-                message.msg_hdr.msg_iovlen = 1;
-                message
-            })
-            .collect();
-        // SAFETY: every message points at `self.to` and at one iovec of `iovecs`, which point
-        // into `frames`; all of them outlive the call, and the kernel only reads them.
-        let accepted = unsafe {
-            libc::sendmmsg(
-                self.fd.as_raw_fd(),
-                messages.as_mut_ptr(),
-                messages.len() as libc::c_uint,
-                0,
-            )
-        };
-        if accepted < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(accepted as usize)
-    }
 }
 
 #[cfg(test)]
@@ -509,6 +523,66 @@ mod tests {
         assert_eq!(pacing_offset(1, 3), Duration::from_nanos(333_333_333));
         // No overflow for huge counts.
         assert_eq!(pacing_offset(u64::MAX, 1), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn threads_share_the_flows_and_the_rate() {
+        let flood = Flood {
+            proto: Proto::Udp,
+            rate: "100k".parse().expect("a rate"),
+            flows: 1001,
+            first_flow: 5000,
+            batch: 64,
+            time_limit: Duration::from_secs(1),
+            threads: 2,
+        };
+        let shares = flood.shares();
+        let parts: Vec<(u64, u64, String, usize)> = shares
+            .iter()
+            .map(|s| (s.first_flow, s.flows, s.rate.to_string(), s.threads))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (5000, 501, "50k/s".to_owned(), 1),
+                (5501, 500, "50k/s".to_owned(), 1)
+            ]
+        );
+        let one = Flood {
+            threads: 1,
+            rate: Rate::Max,
+            ..flood
+        };
+        let shares = one.shares();
+        assert_eq!(shares.len(), 1);
+        assert_eq!((shares[0].flows, shares[0].rate), (1001, Rate::Max));
+    }
+
+    #[test]
+    fn thread_reports_combine() {
+        let report = |sent, secs, end, cpu_ticks| FloodReport {
+            sent,
+            refused: 1,
+            elapsed: Duration::from_secs(secs),
+            end,
+            cpu_ticks,
+        };
+        let combined = FloodReport::combined(&[
+            report(10, 2, FloodEnd::Done, 5),
+            report(20, 3, FloodEnd::TimeLimit, 7),
+        ])
+        .expect("two reports");
+        assert_eq!(
+            (
+                combined.sent,
+                combined.refused,
+                combined.elapsed,
+                combined.end,
+                combined.cpu_ticks
+            ),
+            (30, 2, Duration::from_secs(3), FloodEnd::TimeLimit, 12)
+        );
+        assert!(FloodReport::combined(&[]).is_none());
     }
 
     #[test]

@@ -184,14 +184,7 @@ impl Machine {
                 ),
             memory_kib: parse_mem_total_kib(&meminfo).unwrap_or(0),
             iptables: iptables.trim().to_owned(),
-            load_average: fs::read_to_string("/proc/loadavg")
-                .map(|load| {
-                    load.split_whitespace()
-                        .take(3)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
+            load_average: load_average(),
         })
     }
 
@@ -218,6 +211,18 @@ impl Machine {
             "load_average": self.load_average,
         })
     }
+}
+
+/// The 1, 5 and 15-minute load averages (/proc/loadavg): other work on the machine.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|load| {
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 /// `MemTotal:       24567890 kB`.

@@ -1,12 +1,18 @@
 //! Bench: one flood of new connection attempts against each logging setup (no logging, `-j LOG`,
 //! NFLOG + ulogd, fwlog) on fwlog's chain layout, in namespaces of its own; reports what each
 //! delivered and what it cost, as a markdown table and target/bench/bench-<timestamp>.json.
+//! `--established` measures instead what watching costs traffic of connections already open.
 
+mod bpf_stats;
+mod established;
+mod flood;
 mod generator;
 mod measure;
 mod modes;
 mod netns;
+mod packet_socket;
 mod report;
+mod rounds;
 mod summary;
 
 use std::{
@@ -14,7 +20,7 @@ use std::{
     os::unix::process::CommandExt as _,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -26,11 +32,11 @@ use nix::{
 use serde_json::json;
 
 use self::{
-    generator::{Flood, FloodReport, Proto, Rate},
-    measure::{Machine, SystemCpu},
-    modes::{Mode, RunSettings, Session, Tools},
+    generator::{Proto, Rate},
+    measure::Machine,
+    modes::Mode,
     netns::BenchNet,
-    report::{Drain, Measurement, Report, RunResult},
+    report::Report,
 };
 use crate::{build, cmd, setup};
 
@@ -79,15 +85,31 @@ pub struct Options {
     /// Instead of the flood: time `fwlog summary` over a generated 1 GiB log.
     #[arg(long)]
     summary: bool,
+    /// Flood threads, thread i on CPU i, each with its share of the flows and the rate (2: the
+    /// receive path runs on two CPUs at once, and contention between them shows).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
+    threads: u8,
+    /// Rounds of every case, modes alternating; the report gives each ratio's median and range
+    /// over them (default 1 for the flood, 5 with --established).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: Option<u32>,
+    /// No extra fwlog run with the kernel's eBPF accounting on (program run time per packet).
+    #[arg(long)]
+    no_bpf_stats: bool,
+    /// Instead of the flood: established traffic (bulk TCP with iperf3, a stream of small UDP
+    /// datagrams of one flow) with no rules, with fwlog's chains and no logging, and with fwlog.
+    #[arg(long)]
+    established: bool,
+    /// With --established: what to send.
+    #[arg(long, value_delimiter = ',', default_value = "tcp-bulk,udp-stream")]
+    workloads: Vec<established::Workload>,
+    /// With --established: seconds each run sends for.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    secs: u64,
 }
 
-/// A consumer that delivered nothing new for this long after the flood has caught up as far
-/// as it will (ulogd's NFLOG batches are flushed by a 1 s timer).
-const DRAIN_QUIET: Duration = Duration::from_secs(2);
-const DRAIN_POLL: Duration = Duration::from_millis(20);
-
 /// Set by SIGINT/SIGTERM/SIGHUP: the flood and the waits stop, the guards clean up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// `cargo xtask bench`.
 pub fn run(options: Options) -> Result<()> {
@@ -117,80 +139,45 @@ pub fn run(options: Options) -> Result<()> {
             "bench: set net.netfilter.nf_log_all_netns back to {value}, left raised by a bench that was killed"
         );
     }
-    let (tools, skipped) = prepare_modes(&options);
+    if options.established {
+        return established::run(&options, &out_dir, started, date);
+    }
+    let (tools, skipped) = flood::prepare_modes(&options);
     for (mode, reason) in &skipped {
         eprintln!("bench: skipping the {} mode: {reason}", mode.as_str());
     }
     let machine = Machine::describe()?;
+    let rounds = options.rounds.unwrap_or(1);
+    let plan = flood::plan(&options, rounds, &skipped, !options.no_bpf_stats);
 
     let net = BenchNet::create()?;
-    let plan: Vec<(Proto, Rate, Mode)> = options
-        .protos
-        .iter()
-        .flat_map(|&proto| options.rates.iter().map(move |&rate| (proto, rate)))
-        .flat_map(|(proto, rate)| {
-            options
-                .modes
-                .iter()
-                .filter(|mode| !skipped.iter().any(|(skipped, _)| skipped == *mode))
-                .map(move |&mode| (proto, rate, mode))
-        })
-        .collect();
-    let mut runs = Vec::new();
-    for (index, &(proto, rate, mode)) in plan.iter().enumerate() {
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            break;
-        }
-        let flood = Flood {
-            proto,
-            rate,
-            flows: options.flows,
-            first_flow: index as u64 * options.flows,
-            batch: usize::from(options.batch),
-            time_limit: Duration::from_secs(options.max_send_secs),
-        };
-        let run_name = format!("{}-{}-{}", proto.as_str(), rate_slug(rate), mode.as_str());
-        let settings = RunSettings {
-            out_dir: &out_dir,
-            run_name: &run_name,
-            ring_size: &options.ring_size,
-            fwlog_args: &options.fwlog_args,
-            keep_output: options.keep_output,
-        };
-        let drain_limit = Duration::from_secs(options.max_drain_secs);
-        let outcome = run_once(&net, &tools, mode, flood, &settings, drain_limit)
-            .map_err(|error| format!("{error:#}"));
-        eprintln!(
-            "bench: [{}/{}] {} {} {}: {}",
-            index + 1,
-            plan.len(),
-            proto.as_str(),
-            rate,
-            mode.as_str(),
-            progress(&outcome)
-        );
-        runs.push(RunResult {
-            mode,
-            proto,
-            rate,
-            outcome,
-        });
-    }
+    let runs = flood::run_plan(&options, &plan, &net, &tools, &out_dir);
     drop(net);
 
     let report = Report {
         date: date.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         elapsed: started.elapsed(),
         machine,
+        load_average_end: measure::load_average(),
         flows_per_run: options.flows,
-        settings: settings_json(&options, &tools),
+        settings: settings_json(&options, tools.fwlog.as_deref()),
         runs,
         skipped,
     };
     print!("{}", report::markdown(&report));
-    let json_path = out_dir.join(format!("bench-{}.json", date.strftime("%Y%m%dT%H%M%SZ")));
-    let json = serde_json::to_string_pretty(&report::to_json(&report))
-        .context("serialising the report")?;
+    save_json(&out_dir, "bench", date, &report::to_json(&report))
+}
+
+/// Writes the report to OUT_DIR/PREFIX-<date>.json; fails afterwards if the bench was
+/// interrupted, so that a partial report is not taken for a whole one.
+fn save_json(
+    out_dir: &std::path::Path,
+    prefix: &str,
+    date: jiff::Timestamp,
+    report: &serde_json::Value,
+) -> Result<()> {
+    let json_path = out_dir.join(format!("{prefix}-{}.json", date.strftime("%Y%m%dT%H%M%SZ")));
+    let json = serde_json::to_string_pretty(report).context("serialising the report")?;
     fs::write(&json_path, json + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!("bench: wrote {}", json_path.display());
@@ -217,29 +204,8 @@ fn run_optimised_build() -> Result<()> {
     Err(error).with_context(|| format!("could not run {}", binary.display()))
 }
 
-/// Builds fwlog and finds ulogd and /dev/kmsg; a mode that cannot run here is skipped, with why.
-fn prepare_modes(options: &Options) -> (Tools, Vec<(Mode, String)>) {
-    let mut tools = Tools::default();
-    let mut skipped = Vec::new();
-    for &mode in &options.modes {
-        let ready = match mode {
-            Mode::None | Mode::Floor => Ok(()),
-            Mode::Log => modes::kmsg::check_available(),
-            Mode::Nflog => modes::ulogd::ensure_installed(!options.no_install)
-                .map(|ulogd| tools.ulogd = Some(ulogd)),
-            Mode::Fwlog => fwlog_binary(options).map(|fwlog| tools.fwlog = Some(fwlog)),
-        };
-        if let Err(error) = ready {
-            if !skipped.iter().any(|(skipped, _)| *skipped == mode) {
-                skipped.push((mode, format!("{error:#}")));
-            }
-        }
-    }
-    (tools, skipped)
-}
-
 /// `--fwlog-bin`, else a release build of the workspace's fwlog.
-fn fwlog_binary(options: &Options) -> Result<std::path::PathBuf> {
+pub fn fwlog_binary(options: &Options) -> Result<std::path::PathBuf> {
     match &options.fwlog_bin {
         Some(binary) if binary.is_file() => binary
             .canonicalize()
@@ -249,150 +215,7 @@ fn fwlog_binary(options: &Options) -> Result<std::path::PathBuf> {
     }
 }
 
-/// One mode × protocol × rate: set up, flood, wait for the consumer, measure, take down.
-fn run_once(
-    net: &BenchNet,
-    tools: &Tools,
-    mode: Mode,
-    flood: Flood,
-    settings: &RunSettings,
-    drain_limit: Duration,
-) -> Result<Measurement> {
-    let mut session = Session::start(mode, net, tools, settings)?;
-    let chain_before = measure::chain_packets(&net.host)?;
-    let events_before = session.events()?;
-    let consumer_before = session.consumer_usage()?;
-    let system_before = SystemCpu::read()?;
-
-    let sent: FloodReport = generator::send(&net.peer, &net.peer_if, flood, &INTERRUPTED)?;
-    let flood_end = Instant::now();
-    let drain = match events_before {
-        Some(before) => Some(wait_for_drain(
-            &mut session,
-            before + sent.sent,
-            flood_end,
-            drain_limit,
-        )?),
-        None => None,
-    };
-
-    let system = SystemCpu::read()?.since(system_before);
-    let consumer_after = session.consumer_usage()?;
-    let reached = measure::chain_packets(&net.host)?.saturating_sub(chain_before);
-    let mut finished = session.finish()?;
-    let conntrack_after = measure::conntrack_entries(&net.host)?;
-    if conntrack_after > 0 {
-        // Dropped NEW packets leave no confirmed entries; should some appear, the next run
-        // must not start with them.
-        match net.host.output("conntrack", &["-F"]) {
-            Ok(_) => finished.notes.push("conntrack table flushed".into()),
-            Err(error) => finished.notes.push(format!("{error:#}")),
-        }
-    }
-
-    let ticks = measure::ticks_per_second() as f64;
-    let consumer = match (consumer_before, consumer_after) {
-        (Some(before), Some(after)) => Some(after.since(before)),
-        _ => None,
-    };
-    Ok(Measurement {
-        sent: sent.sent,
-        refused: sent.refused,
-        flood_end: sent.end,
-        send_secs: sent.elapsed.as_secs_f64(),
-        reached,
-        events: finished
-            .events
-            .map(|events| events.saturating_sub(events_before.unwrap_or(0))),
-        known_lost: finished.known_lost,
-        consumer_cpu_secs: consumer.map(|usage| usage.cpu_ticks as f64 / ticks),
-        consumer_sleeps: consumer.map(|usage| usage.sleeps),
-        sender_cpu_secs: sent.cpu_ticks as f64 / ticks,
-        softirq_secs: system.softirq as f64 / ticks,
-        system_secs: system.system as f64 / ticks,
-        user_secs: system.user as f64 / ticks,
-        drain,
-        conntrack_after,
-        setup_secs: finished.setup_secs,
-        notes: finished.notes,
-        detail: finished.detail,
-    })
-}
-
-/// Waits until the consumer has delivered `target` events, or stops delivering for
-/// [`DRAIN_QUIET`], or `limit` has passed since `flood_end`.
-fn wait_for_drain(
-    session: &mut Session,
-    target: u64,
-    flood_end: Instant,
-    limit: Duration,
-) -> Result<Drain> {
-    let mut delivered = session.events()?.unwrap_or(0);
-    let mut last_growth = flood_end;
-    loop {
-        let now = Instant::now();
-        if delivered >= target {
-            // For a file, when it stopped growing: reading a gigabyte of lines takes the bench
-            // a second, which is not the consumer's.
-            let done = session.last_output().unwrap_or(now).max(flood_end);
-            return Ok(Drain {
-                secs: done.duration_since(flood_end).as_secs_f64(),
-                caught_up: true,
-                timed_out: false,
-            });
-        }
-        if now.duration_since(flood_end) >= limit {
-            return Ok(Drain {
-                secs: now.duration_since(flood_end).as_secs_f64(),
-                caught_up: false,
-                timed_out: true,
-            });
-        }
-        if now.duration_since(last_growth) >= DRAIN_QUIET {
-            return Ok(Drain {
-                secs: last_growth.duration_since(flood_end).as_secs_f64(),
-                caught_up: false,
-                timed_out: false,
-            });
-        }
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        std::thread::sleep(DRAIN_POLL);
-        let now_delivered = session.events()?.unwrap_or(0);
-        if now_delivered > delivered {
-            delivered = now_delivered;
-            last_growth = Instant::now();
-        }
-    }
-}
-
-fn progress(outcome: &Result<Measurement, String>) -> String {
-    match outcome {
-        Err(reason) => format!("failed: {reason}"),
-        Ok(m) => {
-            let events = match (m.events, m.loss_percent()) {
-                (Some(events), Some(loss)) => {
-                    format!(", {} events ({loss:.2} % lost)", report::thousands(events))
-                }
-                _ => String::new(),
-            };
-            format!(
-                "sent {}, reached {}{events}, {} flows/s",
-                report::thousands(m.sent),
-                report::thousands(m.reached),
-                report::thousands(m.achieved_rate().round() as u64)
-            )
-        }
-    }
-}
-
-/// `25k/s` → `25k`, for file names.
-fn rate_slug(rate: Rate) -> String {
-    rate.to_string().trim_end_matches("/s").to_owned()
-}
-
-fn settings_json(options: &Options, tools: &Tools) -> serde_json::Value {
+fn settings_json(options: &Options, fwlog: Option<&std::path::Path>) -> serde_json::Value {
     let output_of = |command: &mut Command| {
         cmd::output(command)
             .map(|output| output.trim().to_owned())
@@ -404,10 +227,7 @@ fn settings_json(options: &Options, tools: &Tools) -> serde_json::Value {
             .arg(cmd::workspace_root())
             .args(["describe", "--always", "--dirty"]),
     );
-    let fwlog_version = tools
-        .fwlog
-        .as_ref()
-        .and_then(|fwlog| output_of(Command::new(fwlog).arg("--version")));
+    let fwlog_version = fwlog.and_then(|fwlog| output_of(Command::new(fwlog).arg("--version")));
     json!({
         "workspace_commit": workspace,
         "fwlog_version": fwlog_version,
@@ -416,6 +236,9 @@ fn settings_json(options: &Options, tools: &Tools) -> serde_json::Value {
         "modes": options.modes.iter().map(|mode| mode.as_str()).collect::<Vec<_>>(),
         "protos": options.protos.iter().map(|proto| proto.as_str()).collect::<Vec<_>>(),
         "batch": options.batch,
+        "threads": options.threads,
+        "rounds": options.rounds,
+        "bpf_stats_run": !options.no_bpf_stats,
         "max_send_secs": options.max_send_secs,
         "max_drain_secs": options.max_drain_secs,
         "fwlog_bin": options.fwlog_bin.as_ref().map(|binary| binary.display().to_string()),
@@ -497,7 +320,7 @@ mod tests {
         assert_eq!(options.flows, 1000);
         assert_eq!(options.modes, [Mode::Fwlog]);
         assert_eq!(options.protos, [Proto::Tcp]);
-        assert_eq!(rate_slug(options.rates[0]), "10k");
+        assert_eq!(options.rates[0].to_string(), "10k/s");
         assert_eq!(options.fwlog_args, ["--events=verdict", "--stats=0"]);
         assert!(Cli::try_parse_from(["xtask", "bench", "--modes", "syslog"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "bench", "--flows", "0"]).is_err());

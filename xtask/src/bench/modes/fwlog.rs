@@ -129,6 +129,10 @@ impl FwlogConsumer {
         self.child.proc_dir()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
+    }
+
     /// Ctrl-C for fwlog: it removes its rules, drains its ring buffer and prints its summary.
     pub fn stop(&mut self) -> Result<FwlogTotals> {
         let stopped = self.child.stop()?;

@@ -1,7 +1,7 @@
 //! The logging setups compared, each on fwlog's own chain layout: their rules, their consumer,
 //! and a [`Session`] that sets one up for a run and takes all of it down again.
 
-mod child;
+pub mod child;
 pub mod fwlog;
 pub mod kmsg;
 pub mod ulogd;
@@ -279,6 +279,14 @@ impl<'n> Session<'n> {
             Consumer::Nothing | Consumer::Kmsg(_) => None,
             Consumer::Ulogd(ulogd) => ulogd.last_output(),
             Consumer::Fwlog(fwlog) => fwlog.last_output(),
+        }
+    }
+
+    /// The pid of fwlog, in the `fwlog` mode: the eBPF programs it holds are the ones measured.
+    pub fn fwlog_pid(&self) -> Option<u32> {
+        match &self.consumer {
+            Consumer::Fwlog(fwlog) => fwlog.pid(),
+            _ => None,
         }
     }
 

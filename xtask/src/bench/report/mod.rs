@@ -1,11 +1,14 @@
 //! The bench's results: one row per mode × protocol × rate, as a markdown table for people and
 //! a JSON document (target/bench/bench-<timestamp>.json) for tools.
 
+mod summary;
+
 use std::{fmt::Write as _, time::Duration};
 
 use serde_json::{json, Value};
 
 use super::{
+    bpf_stats::ProgramRuns,
     generator::{FloodEnd, Proto, Rate},
     measure::Machine,
     modes::Mode,
@@ -52,6 +55,8 @@ pub struct Measurement {
     pub conntrack_after: u64,
     pub notes: Vec<String>,
     pub detail: Value,
+    /// fwlog's programs while the flood ran, from the kernel's accounting (runs with it on).
+    pub programs: Vec<ProgramRuns>,
 }
 
 impl Measurement {
@@ -97,6 +102,8 @@ pub struct RunResult {
     pub mode: Mode,
     pub proto: Proto,
     pub rate: Rate,
+    /// 1-based; 0 for a run with the kernel's eBPF accounting on (after the rounds).
+    pub round: u32,
     /// The measurement, or why there is none.
     pub outcome: Result<Measurement, String>,
 }
@@ -108,6 +115,8 @@ pub struct Report {
     pub date: String,
     pub elapsed: Duration,
     pub machine: Machine,
+    /// /proc/loadavg when the bench ended.
+    pub load_average_end: String,
     pub flows_per_run: u64,
     pub settings: Value,
     pub runs: Vec<RunResult>,
@@ -118,7 +127,12 @@ pub struct Report {
 pub fn markdown(report: &Report) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "## fwlog bench, {}\n", report.date);
-    let _ = writeln!(text, "{}  ", report.machine.summary());
+    let _ = writeln!(
+        text,
+        "{}, at end {}  ",
+        report.machine.summary(),
+        report.load_average_end
+    );
     let _ = writeln!(
         text,
         "{} flows per run (each a new flow: own source address and port), IPv4, veth between two \
@@ -130,13 +144,16 @@ pub fn markdown(report: &Report) -> String {
         "| proto | rate | mode | sent | reached chain | events | loss | flows/s | sender CPU s/M flows | softirq s/M flows | consumer CPU s/M events | drain s | notes |\n",
     );
     text.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let rounds = report.runs.iter().map(|run| run.round).max().unwrap_or(0);
     for run in &report.runs {
-        text.push_str(&row(run));
+        text.push_str(&row(run, rounds));
         text.push('\n');
     }
     for (mode, reason) in &report.skipped {
         let _ = writeln!(text, "\n- `{}` skipped: {reason}", mode.as_str());
     }
+    text.push_str(&summary::ratio_table(report));
+    text.push_str(&summary::programs_table(report));
     text.push_str(
         "\nloss: flows dropped by LOG_AND_DROP (its DROP rules' counters) that the consumer did not \
          deliver. CPU from tick-based /proc accounting: sender = the flood thread, whose \
@@ -147,12 +164,21 @@ pub fn markdown(report: &Report) -> String {
     text
 }
 
-fn row(run: &RunResult) -> String {
+/// The mode column: the mode, its round when there are several, or that accounting was on.
+fn mode_cell(run: &RunResult, rounds: u32) -> String {
+    match run.round {
+        0 => format!("{} (bpf_stats)", run.mode.as_str()),
+        round if rounds > 1 => format!("{} r{round}", run.mode.as_str()),
+        _ => run.mode.as_str().to_owned(),
+    }
+}
+
+fn row(run: &RunResult, rounds: u32) -> String {
     let head = format!(
         "| {} | {} | {} ",
         run.proto.as_str(),
         run.rate,
-        run.mode.as_str()
+        mode_cell(run, rounds)
     );
     let measurement = match &run.outcome {
         Ok(measurement) => measurement,
@@ -239,6 +265,7 @@ pub fn to_json(report: &Report) -> Value {
         "date": report.date,
         "elapsed_secs": report.elapsed.as_secs_f64(),
         "machine": report.machine.to_json(),
+        "load_average_end": report.load_average_end,
         "settings": report.settings,
         "runs": runs,
         "skipped": skipped,
@@ -250,6 +277,8 @@ fn run_json(run: &RunResult) -> Value {
         "mode": run.mode.as_str(),
         "proto": run.proto.as_str(),
         "rate": run.rate.to_string(),
+        "round": run.round,
+        "bpf_stats": run.round == 0,
         "target_flows_per_sec": match run.rate {
             Rate::Max => Value::Null,
             Rate::PerSecond(rate) => rate.get().into(),
@@ -286,6 +315,7 @@ fn run_json(run: &RunResult) -> Value {
             "conntrack_entries_after": m.conntrack_after,
             "notes": m.notes,
             "detail": m.detail,
+            "programs": m.programs.iter().map(ProgramRuns::to_json).collect::<Vec<_>>(),
         }),
     };
     if let (Some(value), Value::Object(fields)) = (value.as_object_mut(), fields) {
@@ -324,6 +354,7 @@ mod tests {
             conntrack_after: 0,
             notes: Vec::new(),
             detail: Value::Null,
+            programs: Vec::new(),
         }
     }
 
@@ -340,6 +371,7 @@ mod tests {
                 iptables: "iptables v1.8.9 (nf_tables)".into(),
                 load_average: "0.10 0.20 0.30".into(),
             },
+            load_average_end: "1.00 2.00 3.00".into(),
             flows_per_run: 200_000,
             settings: json!({}),
             runs: vec![
@@ -347,12 +379,14 @@ mod tests {
                     mode: Mode::Fwlog,
                     proto: Proto::Udp,
                     rate,
+                    round: 1,
                     outcome: Ok(measurement()),
                 },
                 RunResult {
                     mode: Mode::Nflog,
                     proto: Proto::Tcp,
                     rate: Rate::Max,
+                    round: 1,
                     outcome: Err("ulogd exited | badly".into()),
                 },
             ],
@@ -383,12 +417,75 @@ mod tests {
         let text = markdown(&report());
         assert!(text.starts_with("## fwlog bench, 2026-01-02T03:04:05Z\n"));
         assert!(text.contains("Linux 6.18.44, 2 CPUs (Test CPU), 24.0 GiB RAM"));
+        assert!(text.contains("load average at start 0.10 0.20 0.30, at end 1.00 2.00 3.00"));
         assert!(text.contains(
             "| udp | 50k/s | fwlog | 200,000 | 200,000 | 150,000 | 25.00 % | 50,000 | 4.00 | 2.50 | 2.00 | 0.25 | 50,000 reported lost |\n"
         ));
         assert!(text
             .contains("| tcp | max | nflog | | | | | | | | | | failed: ulogd exited / badly |\n"));
         assert!(text.contains("\n- `log` skipped: no /dev/kmsg\n"));
+    }
+
+    /// Two rounds of none and fwlog at max, and an accounting run.
+    fn rounds_report() -> Report {
+        let run = |mode, round, flows_per_sec: f64, programs: Vec<ProgramRuns>| RunResult {
+            mode,
+            proto: Proto::Udp,
+            rate: Rate::Max,
+            round,
+            outcome: Ok(Measurement {
+                send_secs: 200_000.0 / flows_per_sec,
+                events: (mode == Mode::Fwlog).then_some(200_000),
+                known_lost: None,
+                programs,
+                ..measurement()
+            }),
+        };
+        let programs = vec![ProgramRuns {
+            name: "verdict_drop_new".into(),
+            runs: 200_000,
+            run_time_ns: 24_000_000,
+        }];
+        Report {
+            runs: vec![
+                run(Mode::None, 1, 100_000.0, Vec::new()),
+                run(Mode::Fwlog, 1, 90_000.0, Vec::new()),
+                run(Mode::None, 2, 80_000.0, Vec::new()),
+                run(Mode::Fwlog, 2, 76_000.0, Vec::new()),
+                run(Mode::Fwlog, 0, 50_000.0, programs),
+            ],
+            skipped: Vec::new(),
+            ..report()
+        }
+    }
+
+    #[test]
+    fn rounds_give_medians_and_ratios_per_round() {
+        let text = markdown(&rounds_report());
+        assert!(
+            text.contains("| udp | max | fwlog r2 | 200,000 |"),
+            "{text}"
+        );
+        assert!(text.contains("| udp | max | fwlog (bpf_stats) | 200,000 |"));
+        assert!(text.contains("Over 2 round(s)"));
+        // Rounds' ratios 0.90 and 0.95: the accounting run is not among them. The sender's
+        // CPU is the same in every run (4 s per million flows): 250 000 flows per CPU-second.
+        assert!(
+            text.contains(
+                "| udp | max | fwlog | 83000 (76000–90000) | 0.925× (0.900–0.950) | \
+                 250000 (250000–250000) | 1.000× (1.000–1.000) | 0.00 % |\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "| udp | max | none | 90000 (80000–100000) | 1.000× (1.000–1.000) | \
+             250000 (250000–250000) | 1.000× (1.000–1.000) | — |\n"
+        ));
+        assert!(text.contains("| udp | max | verdict_drop_new | 200,000 | 1.00 | 120 |\n"));
+        let value = to_json(&rounds_report());
+        assert_eq!(value["runs"][4]["bpf_stats"], true);
+        assert_eq!(value["runs"][4]["programs"][0]["ns_per_run"], 120.0);
+        assert_eq!(value["runs"][3]["round"], 2);
     }
 
     #[test]
