@@ -61,8 +61,13 @@ impl FwlogConsumer {
         let stdout =
             File::create(&output).with_context(|| format!("creating {}", output.display()))?;
         let mut command = host.command(binary);
+        command.args(["watch", host_if, "--ring-size", ring_size]);
+        if has_grace_option(binary) {
+            // The bench's namespace has no connections for conntrack to learn first: the
+            // policy applies from the start, as the other modes' rules do.
+            command.args(["--grace", "0"]);
+        }
         command
-            .args(["watch", host_if, "--ring-size", ring_size])
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -191,6 +196,15 @@ impl Drop for FwlogConsumer {
             }
         }
     }
+}
+
+/// Whether this fwlog has `watch --grace` (a binary from before it, given with `--fwlog-bin`,
+/// would refuse the option).
+fn has_grace_option(binary: &Path) -> bool {
+    std::process::Command::new(binary)
+        .args(["watch", "--help"])
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("--grace"))
 }
 
 fn is_summary(line: &str) -> bool {
