@@ -173,6 +173,9 @@ impl TestNet {
     /// up, with `10.203.0.1/24`; it goes with the namespace. Returns its name.
     pub fn add_tun(&self) -> Result<String> {
         let tun = self.host_if.replacen("fwh", "fwt", 1);
+        // /dev/net/tun appears when the module is loaded (qemu guests do not load it at boot);
+        // `ip tuntap` says what is wrong if it still cannot open it.
+        let _ = Command::new("modprobe").args(["-q", "tun"]).status();
         self.host
             .exec("ip", &["tuntap", "add", "dev", &tun, "mode", "tun"])?;
         self.host
