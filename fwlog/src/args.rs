@@ -2,9 +2,12 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::values::{
-    parse_ring_size, parse_size, ColourChoice, Direction, HostPattern, OutputFormat, Policy,
-    PortRule, Protocol,
+use crate::{
+    endpoints::{IpfixTarget, MetricsAddress},
+    values::{
+        parse_ring_size, parse_size, ColourChoice, Direction, HostPattern, OutputFormat, Policy,
+        PortRule, Protocol,
+    },
 };
 
 #[derive(Debug, Parser)]
@@ -175,6 +178,34 @@ pub struct WatchArgs {
     /// `[FW-D]:` style prefix.
     #[arg(long)]
     pub syslog: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// How the lines name this machine, and what else leaves it: metrics and flow export.
+#[derive(Clone, Debug, Default, Args)]
+pub struct FleetArgs {
+    /// Name this machine in every line's `host` (default: the kernel's host name).
+    #[arg(long, value_name = "NAME", value_parser = parse_host_name)]
+    pub host_name: Option<String>,
+    /// Also put this machine's id (/etc/machine-id) in every line's `host_id`.
+    #[arg(long)]
+    pub host_id: bool,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1), IP:PORT or
+    /// [IPv6]:PORT, e.g. 127.0.0.1:9477.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<MetricsAddress>,
+    /// Send each ended flow as an IPFIX record to a flow collector: udp://HOST:PORT or
+    /// tcp://HOST:PORT (port 4739 when left out).
+    #[arg(long, value_name = "URL")]
+    pub ipfix: Option<IpfixTarget>,
+    /// Private enterprise number of fwlog's own IPFIX elements (process, Community ID, host
+    /// names); default 32473, RFC 5612's number for examples.
+    #[arg(long, value_name = "PEN")]
+    pub ipfix_enterprise: Option<u32>,
+    /// Seconds between two sendings of the IPFIX templates over UDP (default 60).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ipfix_template_refresh: Option<u64>,
 }
 
 /// The kinds of lines `--events` selects.
@@ -272,6 +303,10 @@ pub struct ManArgs {
     /// of printing fwlog.1.
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
+}
+
+fn parse_host_name(name: &str) -> Result<String, String> {
+    crate::host::check_host_name(name).map(|()| name.to_string())
 }
 
 fn parse_prefix(prefix: &str) -> Result<String, String> {

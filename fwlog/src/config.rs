@@ -52,6 +52,43 @@ pub struct Config {
     pub prefix: Option<String>,
     pub output: OutputSection,
     pub maps: MapsSection,
+    pub host: HostSection,
+    pub metrics: MetricsSection,
+    pub ipfix: IpfixSection,
+}
+
+/// `[host]`: how every line names this machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// `host` in every line; `None`: the kernel's host name.
+    #[serde(default, deserialize_with = "fields::host_name")]
+    pub name: Option<String>,
+    /// Also `host_id`, the machine id from /etc/machine-id.
+    pub id: Option<bool>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` on this address; `None`: no endpoint.
+    #[serde(default, deserialize_with = "fields::parsed")]
+    pub listen: Option<MetricsAddress>,
+}
+
+/// `[ipfix]`: flow export.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpfixSection {
+    /// `udp://HOST:PORT` or `tcp://HOST:PORT`; `None`: no export.
+    #[serde(default, deserialize_with = "fields::parsed")]
+    pub collector: Option<IpfixTarget>,
+    /// Private enterprise number of fwlog's own elements.
+    pub enterprise: Option<u32>,
+    /// Seconds between template sendings over UDP.
+    #[serde(default, deserialize_with = "fields::template_refresh")]
+    pub template_refresh: Option<u64>,
 }
 
 /// `[output]`: where the lines go.
@@ -86,8 +123,9 @@ pub struct MapsSection {
     pub idle_timeout: Option<u64>,
 }
 
-use crate::values::{
-    check_interface_name, format_size, OutputFormat as LineFormat, Policy, PortRule,
+use crate::{
+    endpoints::{IpfixTarget, MetricsAddress, DEFAULT_IPFIX_ENTERPRISE, DEFAULT_TEMPLATE_REFRESH},
+    values::{check_interface_name, format_size, OutputFormat as LineFormat, Policy, PortRule},
 };
 
 /// Why there is no configuration.
@@ -181,6 +219,12 @@ struct RawConfig {
     output: OutputSection,
     #[serde(default)]
     maps: MapsSection,
+    #[serde(default)]
+    host: HostSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+    #[serde(default)]
+    ipfix: IpfixSection,
 }
 
 impl RawConfig {
@@ -221,6 +265,9 @@ impl RawConfig {
             prefix: self.prefix,
             output: self.output,
             maps: self.maps,
+            host: self.host,
+            metrics: self.metrics,
+            ipfix: self.ipfix,
         })
     }
 }
@@ -256,6 +303,20 @@ impl Config {
                 ring_size: Some(self.maps.ring_size.unwrap_or(DEFAULT_RING_SIZE)),
                 flow_table_size: Some(self.maps.flow_table_size.unwrap_or(DEFAULT_FLOW_TABLE_SIZE)),
                 idle_timeout: Some(self.maps.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)),
+            },
+            host: HostSection {
+                name: self.host.name.clone(),
+                id: Some(self.host.id.unwrap_or(false)),
+            },
+            metrics: self.metrics.clone(),
+            ipfix: IpfixSection {
+                collector: self.ipfix.collector.clone(),
+                enterprise: Some(self.ipfix.enterprise.unwrap_or(DEFAULT_IPFIX_ENTERPRISE)),
+                template_refresh: Some(
+                    self.ipfix
+                        .template_refresh
+                        .unwrap_or(DEFAULT_TEMPLATE_REFRESH),
+                ),
             },
         }
     }
@@ -315,6 +376,32 @@ impl Config {
         out += &format!("flow_table_size = {flows}\n");
         let idle = config.maps.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
         out += &format!("idle_timeout = {idle}\n");
+
+        out += "\n[host]\n";
+        match &config.host.name {
+            Some(name) => out += &format!("name = {}\n", toml_string(name)),
+            None => out += "# name: none given, lines carry the kernel's host name\n",
+        }
+        out += &format!("id = {}\n", config.host.id.unwrap_or(false));
+
+        out += "\n[metrics]\n";
+        match &config.metrics.listen {
+            Some(address) => out += &format!("listen = {}\n", toml_string(&address.to_string())),
+            None => out += "# listen: none given, no /metrics endpoint\n",
+        }
+
+        out += "\n[ipfix]\n";
+        match &config.ipfix.collector {
+            Some(target) => out += &format!("collector = {}\n", toml_string(&target.to_string())),
+            None => out += "# collector: none given, flows are not exported\n",
+        }
+        let pen = config.ipfix.enterprise.unwrap_or(DEFAULT_IPFIX_ENTERPRISE);
+        out += &format!("enterprise = {pen}\n");
+        let refresh = config
+            .ipfix
+            .template_refresh
+            .unwrap_or(DEFAULT_TEMPLATE_REFRESH);
+        out += &format!("template_refresh = {refresh}\n");
         out
     }
 }

@@ -6,14 +6,17 @@ mod collector;
 mod config;
 #[cfg(test)]
 mod ebpf_object_names;
+mod endpoints;
 mod enrich;
 mod filter;
 mod firewall;
+mod host;
 mod installation;
 mod interfaces;
 mod interrupt;
 mod kernel_features;
 mod loader;
+mod metrics;
 mod netns;
 mod output;
 mod pin_dir;

@@ -74,7 +74,8 @@ pub struct FlowRecord<'a> {
     pub action: Option<Action>,
     pub ct_state: Option<CtState>,
     pub direction: Direction,
-    /// The tc program's interface.
+    /// The tc program's interface: its index, and its name when known.
+    pub ifindex: u32,
     pub iface: Option<&'a str>,
     /// `None` for a key whose IP version is neither 4 nor 6.
     pub connection: Option<Connection>,
@@ -112,6 +113,7 @@ impl<'a> FlowRecord<'a> {
             action: Action::from_u8(stats.action),
             ct_state: CtState::from_u8(stats.ct_state),
             direction: context.direction,
+            ifindex: key.ifindex,
             iface: context.iface,
             connection,
             counts,
@@ -120,6 +122,24 @@ impl<'a> FlowRecord<'a> {
             icmp_error: (stats.icmp_error_type != 0)
                 .then_some((stats.icmp_error_type, stats.icmp_error_code)),
             extras,
+        }
+    }
+}
+
+/// Where events were lost (`where` in `lost` lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossSite {
+    /// The kernel found the ring buffer full.
+    Ring,
+    /// The IPFIX exporter's queue was full, or its message could not be sent.
+    Export,
+}
+
+impl LossSite {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LossSite::Ring => "ring",
+            LossSite::Export => "export",
         }
     }
 }

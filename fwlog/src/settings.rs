@@ -8,6 +8,7 @@ use fwlog_common::event::Action;
 use crate::{
     args::{EventKind, FilterAction, FilterArgs, RuleArgs, WatchArgs},
     config::{self, Config},
+    endpoints::{IpfixTarget, MetricsAddress, DEFAULT_IPFIX_ENTERPRISE, DEFAULT_TEMPLATE_REFRESH},
     filter::Filter,
     firewall::plan::RuleOptions,
     netns::NetNs,
@@ -79,6 +80,22 @@ pub struct WatchSettings {
     pub rotate_size: Option<u64>,
     pub rotate_keep: u32,
     pub syslog: bool,
+    /// `host` in every line: this name, else the kernel's host name.
+    pub host_name: Option<String>,
+    /// Also `host_id` (/etc/machine-id) in every line.
+    pub host_id: bool,
+    /// Serve `/metrics` here.
+    pub metrics: Option<MetricsAddress>,
+    /// Export ended flows as IPFIX.
+    pub ipfix: Option<IpfixOptions>,
+}
+
+/// `--ipfix` and its companions, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpfixOptions {
+    pub target: IpfixTarget,
+    pub enterprise: u32,
+    pub template_refresh: Duration,
 }
 
 /// The configuration file `--config` names, else the default one when it exists.
@@ -121,6 +138,7 @@ pub fn rule_settings(args: &RuleArgs, file: &Config) -> RuleSettings {
 pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
     let maps = &file.maps;
     let output = &file.output;
+    let fleet = &args.fleet;
     WatchSettings {
         rules: rule_settings(&args.rules, file),
         install_rules: !args.no_rules,
@@ -151,6 +169,26 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
             .or(output.rotate_keep)
             .unwrap_or(config::DEFAULT_ROTATE_KEEP),
         syslog: args.syslog || output.syslog.unwrap_or(false),
+        host_name: fleet.host_name.clone().or_else(|| file.host.name.clone()),
+        host_id: fleet.host_id || file.host.id.unwrap_or(false),
+        metrics: fleet.metrics.or(file.metrics.listen),
+        ipfix: fleet
+            .ipfix
+            .clone()
+            .or_else(|| file.ipfix.collector.clone())
+            .map(|target| IpfixOptions {
+                target,
+                enterprise: fleet
+                    .ipfix_enterprise
+                    .or(file.ipfix.enterprise)
+                    .unwrap_or(DEFAULT_IPFIX_ENTERPRISE),
+                template_refresh: Duration::from_secs(
+                    fleet
+                        .ipfix_template_refresh
+                        .or(file.ipfix.template_refresh)
+                        .unwrap_or(DEFAULT_TEMPLATE_REFRESH),
+                ),
+            }),
     }
 }
 
@@ -201,6 +239,10 @@ rotate_keep = 3
 [maps]
 ring_size = "16M"
 idle_timeout = 30
+[metrics]
+listen = "127.0.0.1:9477"
+[ipfix]
+collector = "tcp://collector.example"
 "#;
 
     #[test]
@@ -238,6 +280,48 @@ idle_timeout = 30
             Some(Path::new("/var/log/fwlog/fwlog.jsonl"))
         );
         assert_eq!(settings.rotate_keep, 3);
+        assert_eq!(
+            settings.metrics.map(|m| m.to_string()).as_deref(),
+            Some("127.0.0.1:9477")
+        );
+        let ipfix = settings.ipfix.expect("the file asks for IPFIX");
+        assert_eq!(ipfix.target.to_string(), "tcp://collector.example:4739");
+        assert_eq!(ipfix.enterprise, 32473);
+        assert_eq!(ipfix.template_refresh, Duration::from_secs(60));
+        assert_eq!((settings.host_name, settings.host_id), (None, false));
+    }
+
+    #[test]
+    fn fleet_flags_override_the_file() {
+        let file = config::parse(FILE, Path::new("test.toml")).expect("valid file");
+        let args = watch_args(&[
+            "--metrics",
+            "9100",
+            "--ipfix",
+            "udp://[::1]:9995",
+            "--ipfix-enterprise",
+            "12345",
+            "--ipfix-template-refresh",
+            "5",
+            "--host-name",
+            "edge-7",
+            "--host-id",
+        ]);
+        let settings = watch_settings(&args, &file);
+        assert_eq!(
+            settings.metrics.map(|m| m.to_string()).as_deref(),
+            Some("127.0.0.1:9100")
+        );
+        let ipfix = settings.ipfix.expect("IPFIX");
+        assert_eq!(ipfix.target.to_string(), "udp://[::1]:9995");
+        assert_eq!(
+            (ipfix.enterprise, ipfix.template_refresh),
+            (12345, Duration::from_secs(5))
+        );
+        assert_eq!(
+            (settings.host_name.as_deref(), settings.host_id),
+            (Some("edge-7"), true)
+        );
     }
 
     #[test]

@@ -20,8 +20,15 @@ pub const PACKAGED_UNIT: &str = include_str!("../../packaging/fwlog.service");
 const PACKAGED_EXE: &str = "/usr/sbin/fwlog";
 
 /// The unit's text: the packaged unit with `exe` for fwlog, `install_args` (the arguments
-/// `fwlog install` got, without `--enable`) after its `install`, and `output` for the log file.
-pub fn unit_text(exe: &Path, install_args: &[String], output: &Path) -> String {
+/// `fwlog install` got, without `--enable`) after its `install`, `output` for the log file and
+/// `reader_args` (those of the install's arguments the reader repeats: metrics, IPFIX, the
+/// host's name, the configuration file) after its `watch`.
+pub fn unit_text(
+    exe: &Path,
+    install_args: &[String],
+    reader_args: &[String],
+    output: &Path,
+) -> String {
     let quote = |arg: &str| {
         if arg
             .chars()
@@ -38,10 +45,14 @@ pub fn unit_text(exe: &Path, install_args: &[String], output: &Path) -> String {
         install.push(' ');
         install.push_str(&quote(arg));
     }
-    let watch = format!(
+    let mut watch = format!(
         "ExecStart={exe} watch --format json --output {}",
         quote(&output.to_string_lossy())
     );
+    for arg in reader_args {
+        watch.push(' ');
+        watch.push_str(&quote(arg));
+    }
     PACKAGED_UNIT
         .lines()
         .map(|line| {
@@ -122,17 +133,18 @@ mod tests {
                 "--prefix".into(),
                 "O Y".into(),
             ],
+            &["--metrics".into(), "127.0.0.1:9477".into()],
             Path::new(DEFAULT_LOG),
         );
         assert!(text.contains("ExecStartPre=/usr/local/bin/fwlog install wlan0 --allow-in 22/tcp --prefix \"O Y\"\n"), "{text}");
-        assert!(text.contains("ExecStart=/usr/local/bin/fwlog watch --format json --output /var/log/fwlog/fwlog.jsonl\n"));
+        assert!(text.contains("ExecStart=/usr/local/bin/fwlog watch --format json --output /var/log/fwlog/fwlog.jsonl --metrics 127.0.0.1:9477\n"));
         assert!(text.contains("WantedBy=multi-user.target\n"));
         assert!(!text.contains(PACKAGED_EXE), "{text}");
     }
 
     #[test]
     fn the_packaged_unit_is_the_enable_unit_with_the_package_paths() {
-        let text = unit_text(Path::new(PACKAGED_EXE), &[], Path::new(DEFAULT_LOG));
+        let text = unit_text(Path::new(PACKAGED_EXE), &[], &[], Path::new(DEFAULT_LOG));
         assert_eq!(text, PACKAGED_UNIT);
         // The lines `unit_text` replaces are there to be replaced.
         assert!(PACKAGED_UNIT.contains(&format!("\nExecStartPre={PACKAGED_EXE} install\n")));

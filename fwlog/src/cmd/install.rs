@@ -53,13 +53,14 @@ pub fn run(args: InstallArgs) -> Result<()> {
     if args.enable {
         let exe = std::env::current_exe()?;
         let install_args = unit_install_args(std::env::args().skip(2));
+        let reader_args = unit_reader_args(&install_args);
         let output = settings
             .output
             .clone()
             .unwrap_or_else(|| systemd::DEFAULT_LOG.into());
         let did = systemd::enable(
             &args.unit_dir,
-            &systemd::unit_text(&exe, &install_args, &output),
+            &systemd::unit_text(&exe, &install_args, &reader_args, &output),
         )?;
         eprintln!("fwlog: {did}");
     }
@@ -85,6 +86,33 @@ fn unit_install_args(args: impl Iterator<Item = String>) -> Vec<String> {
     kept
 }
 
+/// The options of `args` that the unit's reader (`fwlog watch`) needs as well: what it serves
+/// and sends, and how its lines name the host; and the configuration file, where those may be.
+fn unit_reader_args(args: &[String]) -> Vec<String> {
+    const WITH_VALUE: [&str; 6] = [
+        "--metrics",
+        "--ipfix",
+        "--ipfix-enterprise",
+        "--ipfix-template-refresh",
+        "--host-name",
+        "--config",
+    ];
+    let mut kept = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+        if arg == "--host-id" {
+            kept.push(arg.clone());
+        } else if WITH_VALUE.contains(&name) {
+            kept.push(arg.clone());
+            if !arg.contains('=') {
+                kept.extend(args.next().cloned());
+            }
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -101,6 +129,35 @@ mod tests {
         assert_eq!(
             super::unit_install_args(args.iter().map(|a| a.to_string())),
             ["wlan0", "--allow-in", "22/tcp"]
+        );
+    }
+
+    #[test]
+    fn the_reader_repeats_what_it_serves_and_sends() {
+        let args: Vec<String> = [
+            "wlan0",
+            "--metrics",
+            "127.0.0.1:9477",
+            "--allow-in",
+            "22/tcp",
+            "--ipfix=udp://192.0.2.9:4739",
+            "--host-id",
+            "--host-name",
+            "web-1",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        assert_eq!(
+            super::unit_reader_args(&args),
+            [
+                "--metrics",
+                "127.0.0.1:9477",
+                "--ipfix=udp://192.0.2.9:4739",
+                "--host-id",
+                "--host-name",
+                "web-1"
+            ]
         );
     }
 }

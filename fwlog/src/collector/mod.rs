@@ -1,6 +1,7 @@
 //! Reading the ring buffer: events → JSON lines on stdout, one write and flush per batch; the
 //! kernel's counters turned into `lost` and `flows_evicted` lines as soon as they move; idle
-//! flows swept from the flow table.
+//! flows swept from the flow table. Each record also goes to the metrics' counts and, for
+//! ended flows, to the IPFIX exporter's queue, when those are on.
 
 pub mod clock;
 pub mod direction;
@@ -25,8 +26,9 @@ use tokio::io::{unix::AsyncFd, Interest};
 use crate::{
     enrich::Enricher,
     filter::Filter,
-    output::{format::EventWriter, writer::FormatWriter},
-    record::StatsRecord,
+    metrics::Metrics,
+    output::{format::EventWriter, sink::ipfix::IpfixExporter, writer::FormatWriter},
+    record::{LossSite, StatsRecord},
 };
 use clock::BootClock;
 use flows::{EndedFlow, FlowTable};
@@ -37,6 +39,9 @@ use records::RecordBuilder;
 /// bounds how long a line waits before it is written (and the loss counter is read).
 const TICK: Duration = Duration::from_millis(20);
 
+/// How long the exit waits for the IPFIX exporter to send what it holds.
+const EXPORT_DRAIN: Duration = Duration::from_secs(2);
+
 /// What the collector saw, for the summary at exit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -45,6 +50,8 @@ pub struct Totals {
     pub lost: u64,
     pub evicted: u64,
     pub malformed: u64,
+    /// Flows the IPFIX exporter could not queue or send.
+    pub lost_export: u64,
 }
 
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -60,6 +67,10 @@ pub struct CollectorOptions {
     pub flows: Option<FlowTable>,
     /// Every this often, a `stats` line.
     pub stats_every: Option<Duration>,
+    /// `/metrics`: counts of every record.
+    pub metrics: Option<Metrics>,
+    /// IPFIX: every ended flow (whatever the filter prints).
+    pub exporter: Option<IpfixExporter>,
 }
 
 pub struct Collector<W: Write> {
@@ -77,6 +88,8 @@ pub struct Collector<W: Write> {
     stats_every: Option<Duration>,
     /// aya-log's reader for the programs' diagnostics (flushed every tick, off the hot path).
     logger: Option<KernelLogger>,
+    metrics: Option<Metrics>,
+    exporter: Option<IpfixExporter>,
 }
 
 impl<W: Write> Collector<W> {
@@ -107,6 +120,8 @@ impl<W: Write> Collector<W> {
             ended: Vec::new(),
             stats_every: options.stats_every,
             logger,
+            metrics: options.metrics,
+            exporter: options.exporter,
         })
     }
 
@@ -135,6 +150,7 @@ impl<W: Write> Collector<W> {
                     if let Some(logger) = &mut self.logger {
                         logger.flush();
                     }
+                    self.publish_metrics();
                 }
                 _ = stats_tick.tick(), if self.stats_every.is_some() => self.write_stats()?,
             }
@@ -150,8 +166,13 @@ impl<W: Write> Collector<W> {
         if flush_flows {
             self.walk_flow_table(FlowTable::flush)?;
         }
+        if let Some(exporter) = self.exporter.take() {
+            let lost = exporter.finish(EXPORT_DRAIN);
+            self.report_export_losses(lost);
+        }
         self.check_counters()?;
         self.totals.malformed = self.sum_counter(MALFORMED_PACKETS)?;
+        self.publish_metrics();
         self.flush()?;
         Ok(self.totals)
     }
@@ -172,6 +193,9 @@ impl<W: Write> Collector<W> {
                         let record = self.records.verdict(&event);
                         if self.filter.matches_verdict(&record) {
                             self.writer.verdict(&mut self.buffer, &record);
+                        }
+                        if let Some(metrics) = &mut self.metrics {
+                            metrics.verdict(&record);
                         }
                         self.totals.events += 1;
                     }
@@ -198,6 +222,12 @@ impl<W: Write> Collector<W> {
             let record = self.records.flow(&ended);
             if self.filter.matches_flow(&record) {
                 self.writer.flow(&mut self.buffer, &record);
+            }
+            if let Some(metrics) = &mut self.metrics {
+                metrics.flow(&record);
+            }
+            if let Some(exporter) = &self.exporter {
+                exporter.export(&record);
             }
             self.totals.flows += 1;
         }
@@ -239,16 +269,43 @@ impl<W: Write> Collector<W> {
         self.flush()
     }
 
-    /// Turns movements of the loss and eviction counters into lines.
+    /// Turns movements of the loss counters (the kernel's, the exporter's) into lines.
     fn check_counters(&mut self) -> Result<()> {
         let lost = self.sum_counter(LOST_EVENTS)?;
         if lost > self.totals.lost {
             let now = BootClock::now_unix_ns();
-            self.writer
-                .lost(&mut self.buffer, now, lost - self.totals.lost);
+            self.writer.lost(
+                &mut self.buffer,
+                now,
+                LossSite::Ring,
+                lost - self.totals.lost,
+            );
             self.totals.lost = lost;
         }
+        if let Some(exporter) = &self.exporter {
+            let lost = exporter.lost();
+            self.report_export_losses(lost);
+        }
         self.flush()
+    }
+
+    /// A `lost` line (`where: export`) for the flows lost to export since the last one.
+    fn report_export_losses(&mut self, lost: u64) {
+        if lost > self.totals.lost_export {
+            let now = BootClock::now_unix_ns();
+            let new = lost - self.totals.lost_export;
+            self.writer
+                .lost(&mut self.buffer, now, LossSite::Export, new);
+            self.totals.lost_export = lost;
+        }
+    }
+
+    /// Hands the counts to the metrics' scrape side.
+    fn publish_metrics(&self) {
+        if let Some(metrics) = &self.metrics {
+            let tracked = self.flows.as_ref().map_or(0, |t| t.tracked);
+            metrics.publish(self.totals.evicted, tracked);
+        }
     }
 
     fn write_stats(&mut self) -> Result<()> {

@@ -6,7 +6,11 @@ use std::{fmt, ops::Range, path::PathBuf};
 use serde::{de, Deserialize, Deserializer};
 
 use super::{FLOW_TABLE_SIZES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE};
-use crate::values::{check_prefix, format_size, parse_ring_size, parse_size};
+use crate::{
+    endpoints::TEMPLATE_REFRESHES,
+    host::check_host_name,
+    values::{check_prefix, format_size, parse_ring_size, parse_size},
+};
 
 /// A size written as `"4M"` or as a plain integer of bytes.
 struct SizeText(String);
@@ -107,4 +111,28 @@ pub(super) fn non_empty_path<'de, D: Deserializer<'de>>(
         return Err(de::Error::custom("file = \"\" names no file"));
     }
     Ok(Some(PathBuf::from(path)))
+}
+
+pub(super) fn template_refresh<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    in_range(deserializer, "template_refresh", TEMPLATE_REFRESHES)
+}
+
+pub(super) fn host_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    check_host_name(&name).map_err(de::Error::custom)?;
+    Ok(Some(name))
+}
+
+/// A string value read with its type's `FromStr` (addresses, collector URLs).
+pub(super) fn parsed<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(de::Error::custom)
 }

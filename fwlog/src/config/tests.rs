@@ -22,6 +22,18 @@ format = "ecs"
 ring_size = "16M"
 flow_table_size = 131072
 idle_timeout = 30
+
+[host]
+name = "edge-1"
+id = true
+
+[metrics]
+listen = "127.0.0.1:9477"
+
+[ipfix]
+collector = "udp://192.0.2.9:4739"
+enterprise = 99999
+template_refresh = 30
 "#;
 
 fn parse_text(text: &str) -> Result<Config, ConfigError> {
@@ -74,6 +86,18 @@ fn good_file_has_every_value() {
                 flow_table_size: Some(131_072),
                 idle_timeout: Some(30),
             },
+            host: HostSection {
+                name: Some("edge-1".to_string()),
+                id: Some(true),
+            },
+            metrics: MetricsSection {
+                listen: Some("127.0.0.1:9477".parse().expect("address")),
+            },
+            ipfix: IpfixSection {
+                collector: Some("udp://192.0.2.9:4739".parse().expect("target")),
+                enterprise: Some(99_999),
+                template_refresh: Some(30),
+            },
         }
     );
 }
@@ -109,7 +133,19 @@ fn empty_file_renders_the_defaults() {
          [maps]\n\
          ring_size = \"16M\"\n\
          flow_table_size = 65536\n\
-         idle_timeout = 60\n"
+         idle_timeout = 60\n\
+         \n\
+         [host]\n\
+         # name: none given, lines carry the kernel's host name\n\
+         id = false\n\
+         \n\
+         [metrics]\n\
+         # listen: none given, no /metrics endpoint\n\
+         \n\
+         [ipfix]\n\
+         # collector: none given, flows are not exported\n\
+         enterprise = 32473\n\
+         template_refresh = 60\n"
     );
     assert_eq!(
         parse_text(&rendered).expect("render output parses"),
@@ -276,4 +312,18 @@ fn line_and_column_count_characters() {
     assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
     assert_eq!(line_and_column("é = 1\nx", 3), (1, 3));
     assert_eq!(line_and_column("ab", 99), (1, 3));
+}
+
+#[test]
+fn bad_fleet_values_are_placed() {
+    let (line, _, reason) = rejection("[metrics]\nlisten = \"localhost:x\"\n");
+    assert_eq!(line, 2);
+    assert!(reason.contains("not a listening address"), "{reason}");
+    let (line, _, reason) = rejection("[ipfix]\ncollector = \"sctp://x\"\n");
+    assert_eq!(line, 2);
+    assert!(reason.contains("udp://HOST:PORT"), "{reason}");
+    let (_, _, reason) = rejection("[ipfix]\ntemplate_refresh = 0\n");
+    assert!(reason.contains("out of range"), "{reason}");
+    let (_, _, reason) = rejection("[host]\nname = \"a b\"\n");
+    assert!(reason.contains("host name"), "{reason}");
 }

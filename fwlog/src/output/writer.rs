@@ -5,7 +5,8 @@ use std::ffi::OsStr;
 
 use super::format::{ecs::EcsWriter, json::JsonWriter, text::TextWriter, EventWriter};
 use crate::{
-    record::{FlowRecord, StatsRecord, VerdictRecord},
+    host::HostIdentity,
+    record::{FlowRecord, LossSite, StatsRecord, VerdictRecord},
     values::{ColourChoice, OutputFormat},
 };
 
@@ -17,12 +18,12 @@ pub enum FormatWriter {
 }
 
 impl FormatWriter {
-    /// `colour` only affects `text` (see [`colour_wanted`]).
-    pub fn new(format: OutputFormat, colour: bool) -> Self {
+    /// Every line names `host`; `colour` only affects `text` (see [`colour_wanted`]).
+    pub fn new(format: OutputFormat, colour: bool, host: &HostIdentity) -> Self {
         match format {
-            OutputFormat::Json => FormatWriter::Json(JsonWriter::default()),
-            OutputFormat::Text => FormatWriter::Text(TextWriter::new(colour)),
-            OutputFormat::Ecs => FormatWriter::Ecs(EcsWriter::default()),
+            OutputFormat::Json => FormatWriter::Json(JsonWriter::new(host)),
+            OutputFormat::Text => FormatWriter::Text(TextWriter::new(colour, host)),
+            OutputFormat::Ecs => FormatWriter::Ecs(EcsWriter::new(host)),
         }
     }
 }
@@ -47,8 +48,8 @@ impl EventWriter for FormatWriter {
         on_each_writer!(self, writer => EventWriter::flow(writer, out, record));
     }
 
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        on_each_writer!(self, writer => EventWriter::lost(writer, out, unix_ns, count));
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64) {
+        on_each_writer!(self, writer => EventWriter::lost(writer, out, unix_ns, site, count));
     }
 
     fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
@@ -95,9 +96,10 @@ mod tests {
     #[test]
     fn every_format_writes_through_the_trait() {
         for format in [OutputFormat::Json, OutputFormat::Text, OutputFormat::Ecs] {
-            let mut writer = FormatWriter::new(format, false);
+            let host = HostIdentity::fixed("edge-1", None);
+            let mut writer = FormatWriter::new(format, false, &host);
             let mut out = Vec::new();
-            writer.lost(&mut out, 1_000_000_000, 12);
+            writer.lost(&mut out, 1_000_000_000, LossSite::Ring, 12);
             let line = String::from_utf8(out).expect("UTF-8");
             assert!(
                 line.ends_with('\n') && line.contains("12"),

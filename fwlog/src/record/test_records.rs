@@ -9,7 +9,7 @@ use fwlog_common::{
 };
 
 use super::{Connection, Extras, FlowContext, FlowRecord, ProcessView, VerdictRecord};
-use crate::values::Direction;
+use crate::{host::HostIdentity, values::Direction};
 
 /// 2026-11-25T07:09:10.123456Z
 pub const T: i128 = 1_795_590_550_123_456_000;
@@ -123,4 +123,9 @@ pub fn curl_extras() -> Extras {
             container: None,
         }),
     }
+}
+
+/// The host the golden lines name (the README's examples).
+pub fn test_host() -> HostIdentity {
+    HostIdentity::fixed("edge-1", None)
 }

@@ -1,6 +1,7 @@
 //! A running fwlog, from the resolved settings on: put in place (`setup`), stream events to
 //! the chosen sinks until a signal (`stream`), and take down what this process installed.
 
+pub mod exports;
 pub mod setup;
 pub mod stream;
 

@@ -13,11 +13,13 @@ use anyhow::{bail, Context as _, Result};
 use aya::maps::{HashMap, Map, PerCpuArray, RingBuf};
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::exports;
 use crate::{
     collector::{
         flow_filter::MappedFilter, flows::FlowTable, maps::CollectorMaps, Collector,
         CollectorOptions, KernelLogger, Totals,
     },
+    host::HostIdentity,
     output::{
         destination::{self, Destination},
         writer::{colour_wanted, FormatWriter},
@@ -59,15 +61,17 @@ pub fn collector(
     logger: Option<KernelLogger>,
     out: Box<dyn Write>,
 ) -> Result<Collector<Box<dyn Write>>> {
+    let host = HostIdentity::resolve(settings.host_name.as_deref(), settings.host_id)?;
     let ring = RingBuf::try_from(maps.events).context("opening the EVENTS ring buffer")?;
+    let capacity = match &maps.flows {
+        Some(Map::LruHashMap(data)) => data.info().map(|info| info.max_entries()).ok(),
+        _ => None,
+    }
+    .unwrap_or(settings.flow_table_size);
+    let exports = exports::start(settings, &host, &ring, &maps.counters, capacity)?;
     let counters = PerCpuArray::try_from(maps.counters).context("opening the COUNTERS map")?;
     let flows = match maps.flows {
         Some(map) if settings.flows => {
-            let capacity = match &map {
-                Map::LruHashMap(data) => data.info().map(|info| info.max_entries()).ok(),
-                _ => None,
-            }
-            .unwrap_or(settings.flow_table_size);
             let map = HashMap::try_from(map).context("opening the FLOWS map")?;
             let new_flows = maps
                 .new_flows
@@ -103,19 +107,25 @@ pub fn collector(
         std::env::var_os("NO_COLOR").as_deref(),
     );
     let options = CollectorOptions {
-        writer: FormatWriter::new(format, colour),
+        writer: FormatWriter::new(format, colour, &host),
         filter: settings.filter.clone(),
         verdicts: settings.verdicts,
         name_processes: settings.name_processes,
         flows,
         stats_every: settings.stats_every,
+        metrics: exports.metrics,
+        exporter: exports.exporter,
     };
     Collector::new(ring, counters, logger, options, out)
 }
 
 pub fn print_totals(totals: &Totals) {
+    let export = match totals.lost_export {
+        0 => String::new(),
+        lost => format!(", {lost} flows lost to IPFIX export"),
+    };
     eprintln!(
-        "fwlog: {} events, {} flows, {} lost, {} flows evicted, {} malformed packets",
+        "fwlog: {} events, {} flows, {} lost, {} flows evicted, {} malformed packets{export}",
         totals.events, totals.flows, totals.lost, totals.evicted, totals.malformed
     );
 }

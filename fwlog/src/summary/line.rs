@@ -11,6 +11,9 @@ use serde::{Deserialize, Deserializer};
 pub struct LogLine<'a> {
     #[serde(borrow, default, deserialize_with = "text")]
     pub timestamp: Option<Cow<'a, str>>,
+    /// The machine the line came from (absent in lines of older fwlog versions).
+    #[serde(borrow, default, deserialize_with = "text")]
+    pub host: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "text")]
     pub event_type: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "text")]
@@ -31,6 +34,9 @@ pub struct LogLine<'a> {
     pub dest_host: Option<Cow<'a, str>>,
     /// `lost`, `flows_evicted`.
     pub count: Option<u64>,
+    /// `lost`: `ring` (also when absent, as older fwlog versions wrote it) or `export`.
+    #[serde(borrow, default, deserialize_with = "text", rename = "where")]
+    pub lost_at: Option<Cow<'a, str>>,
     pub flow: Option<FlowPart>,
     #[serde(borrow)]
     pub process: Option<ProcessPart<'a>>,

@@ -1,6 +1,7 @@
 //! `fwlog summary`: fwlog's JSON lines read back and counted (input → line → tally → report →
 //! text tables or one JSON object), in bounded memory.
 
+pub mod hosts;
 pub mod input;
 pub mod line;
 pub mod render;

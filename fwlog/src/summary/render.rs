@@ -16,6 +16,22 @@ pub const TIMELINE_HOURS_SHOWN: usize = 48;
 pub fn render_text(report: &Report) -> String {
     let mut text = String::new();
     header(&mut text, report);
+    // Lines from several machines: each table says where, and a table per host comes first.
+    let several = report.several_hosts();
+    if several {
+        hosts_table(&mut text, report);
+    }
+    let with_hosts = |mut header: Vec<&'static str>| {
+        if several {
+            header.push("hosts");
+        }
+        header
+    };
+    let hosts_cell = |row: &mut Vec<String>, hosts: &[String], more: bool| {
+        if several {
+            row.push(host_list(hosts, more));
+        }
+    };
 
     let sources = &report.blocked_sources;
     section(
@@ -33,23 +49,25 @@ pub fn render_text(report: &Report) -> String {
                 ports.push_str(", …");
             }
             let estimated = if row.dest_ports_estimated { "≈" } else { "" };
-            rows.push(vec![
+            let mut cells = vec![
                 row.src_ip.clone(),
                 row.attempts.to_string(),
                 format!("{estimated}{}", row.distinct_dest_ports),
                 ports,
                 table_time(row.first_seen),
                 table_time(row.last_seen),
-            ]);
+            ];
+            hosts_cell(&mut cells, &row.hosts, row.more_hosts);
+            rows.push(cells);
         }
-        let header = [
+        let header = with_hosts(vec![
             "source",
             "attempts",
             "distinct ports",
             "ports tried",
             "first seen",
             "last seen",
-        ];
+        ]);
         push_table(&mut text, &header, &[1, 2], rows);
     }
 
@@ -67,20 +85,18 @@ pub fn render_text(report: &Report) -> String {
             .iter()
             .chain(&destinations.other)
             .map(|row| {
-                vec![
+                let mut cells = vec![
                     row.destination.clone(),
                     row.connections.to_string(),
                     row.flows.to_string(),
                     human_bytes(row.bytes),
-                ]
+                ];
+                hosts_cell(&mut cells, &row.hosts, row.more_hosts);
+                cells
             })
             .collect();
-        push_table(
-            &mut text,
-            &["destination", "connections", "flows", "bytes"],
-            &[1, 2, 3],
-            rows,
-        );
+        let header = with_hosts(vec!["destination", "connections", "flows", "bytes"]);
+        push_table(&mut text, &header, &[1, 2, 3], rows);
     }
 
     let processes = &report.processes;
@@ -97,16 +113,24 @@ pub fn render_text(report: &Report) -> String {
             .iter()
             .chain(&processes.other)
             .map(|row| {
-                vec![
+                let mut cells = vec![
                     row.comm.clone().unwrap_or_default(),
                     row.exe.clone().unwrap_or_default(),
                     row.connections.to_string(),
                     row.flows.to_string(),
                     human_bytes(row.bytes),
-                ]
+                ];
+                hosts_cell(&mut cells, &row.hosts, row.more_hosts);
+                cells
             })
             .collect();
-        let header = ["process", "executable", "connections", "flows", "bytes"];
+        let header = with_hosts(vec![
+            "process",
+            "executable",
+            "connections",
+            "flows",
+            "bytes",
+        ]);
         push_table(&mut text, &header, &[2, 3, 4], rows);
     }
 
@@ -125,15 +149,17 @@ pub fn render_text(report: &Report) -> String {
             .map(|row| (format!("{}/{}", row.port, row.proto), row))
             .chain(ports.other.iter().map(|row| ("other".to_string(), row)))
             .map(|(port, row)| {
-                vec![
+                let mut cells = vec![
                     port,
                     row.attempts.to_string(),
                     row.accepted.to_string(),
                     row.dropped.to_string(),
-                ]
+                ];
+                hosts_cell(&mut cells, &row.hosts, row.more_hosts);
+                cells
             })
             .collect();
-        let header = ["port", "attempts", "accepted", "dropped/rejected"];
+        let header = with_hosts(vec!["port", "attempts", "accepted", "dropped/rejected"]);
         push_table(&mut text, &header, &[0, 1, 2, 3], rows);
     }
 
@@ -199,6 +225,13 @@ fn header(text: &mut String, report: &Report) {
             report.events_lost, report.flows_evicted
         );
     }
+    if report.flows_lost_to_export > 0 {
+        let _ = writeln!(
+            text,
+            "  the IPFIX exporter lost {} flows (their lines are counted here)",
+            report.flows_lost_to_export
+        );
+    }
 }
 
 /// A section title, `(none)` for an empty table, and the key-limit note.
@@ -218,6 +251,53 @@ fn section<R>(text: &mut String, title: &str, table: &ReportTable<R>, keys: &str
             "  more than {limit} {keys}: the rest are counted together as \"other\""
         );
     }
+}
+
+/// Hosts named in a cell: three, then how many more.
+const HOSTS_PER_CELL: usize = 3;
+
+fn host_list(hosts: &[String], more: bool) -> String {
+    let mut cell = hosts
+        .iter()
+        .take(HOSTS_PER_CELL)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hidden = hosts.len().saturating_sub(HOSTS_PER_CELL);
+    if hidden > 0 || more {
+        let plus = if more { "+" } else { "" };
+        let _ = write!(cell, " (+{hidden}{plus} more)");
+    }
+    cell
+}
+
+fn hosts_table(text: &mut String, report: &Report) {
+    let hosts = &report.hosts;
+    section(text, "Hosts", hosts, "hosts", report.key_limit);
+    let rows = hosts
+        .rows
+        .iter()
+        .chain(&hosts.other)
+        .map(|row| {
+            vec![
+                row.host.clone(),
+                row.verdicts.to_string(),
+                row.dropped.to_string(),
+                row.flows.to_string(),
+                human_bytes(row.bytes),
+                row.events_lost.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "host",
+        "attempts",
+        "dropped/rejected",
+        "flows",
+        "bytes",
+        "lost",
+    ];
+    push_table(text, &header, &[1, 2, 3, 4, 5], rows);
 }
 
 fn timeline(text: &mut String, report: &Report) {

@@ -6,7 +6,8 @@ use std::{cmp::Ordering, hash::Hash};
 use serde::{Serialize, Serializer};
 
 use super::{
-    tally::{CappedMap, HourTally, LineCounts, PortTally, ProcessTally, SourceTally, Tally},
+    hosts::HostTally,
+    tally::{CappedMap, Hosts, HourTally, LineCounts, PortTally, ProcessTally, SourceTally, Tally},
     time::rfc3339,
 };
 use crate::values::Protocol;
@@ -35,6 +36,12 @@ pub struct SourceRow {
     pub first_seen: i64,
     #[serde(serialize_with = "as_rfc3339")]
     pub last_seen: i64,
+    /// The hosts it was seen on, when the lines name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Seen on more hosts than [`super::hosts::HOSTS_NAMED`] named ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_hosts: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +51,12 @@ pub struct DestinationRow {
     pub connections: u64,
     pub flows: u64,
     pub bytes: u64,
+    /// The hosts it was seen on, when the lines name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Seen on more hosts than [`super::hosts::HOSTS_NAMED`] named ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_hosts: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +68,12 @@ pub struct ProcessRow {
     pub connections: u64,
     pub flows: u64,
     pub bytes: u64,
+    /// The hosts it was seen on, when the lines name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Seen on more hosts than [`super::hosts::HOSTS_NAMED`] named ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_hosts: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +84,12 @@ pub struct PortRow {
     pub accepted: u64,
     /// Dropped or rejected.
     pub dropped: u64,
+    /// The hosts it was seen on, when the lines name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Seen on more hosts than [`super::hosts::HOSTS_NAMED`] named ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_hosts: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +102,18 @@ pub struct HourRow {
     /// Dropped or rejected.
     pub dropped: u64,
     pub flows: u64,
+}
+
+/// One host's lines.
+#[derive(Debug, Serialize)]
+pub struct HostRow {
+    pub host: String,
+    pub verdicts: u64,
+    /// Dropped or rejected.
+    pub dropped: u64,
+    pub flows: u64,
+    pub bytes: u64,
+    pub events_lost: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,6 +130,8 @@ pub struct Report {
     pub last_event: Option<i64>,
     /// Sum of the `lost` lines' counts: events the kernel could not queue.
     pub events_lost: u64,
+    /// Sum of the `lost` lines with `where: export`.
+    pub flows_lost_to_export: u64,
     /// Sum of the `flows_evicted` lines' counts.
     pub flows_evicted: u64,
     /// Keys each table holds before counting further ones as `other`.
@@ -103,6 +142,8 @@ pub struct Report {
     pub local_ports: Table<PortRow>,
     /// Every hour with events, oldest first.
     pub timeline: Table<HourRow>,
+    /// The hosts the lines came from (`host`), most verdicts first.
+    pub hosts: Table<HostRow>,
 }
 
 impl Report {
@@ -113,6 +154,7 @@ impl Report {
         window: (Option<i64>, Option<i64>),
         top: usize,
     ) -> Self {
+        let hosts = &tally.hosts;
         Report {
             inputs,
             since: window.0,
@@ -121,14 +163,15 @@ impl Report {
             first_event: tally.first_event,
             last_event: tally.last_event,
             events_lost: tally.events_lost,
+            flows_lost_to_export: tally.flows_lost_to_export,
             flows_evicted: tally.flows_evicted,
             key_limit: tally.limits.keys,
             blocked_sources: table(
                 &tally.sources,
                 top,
                 |(a_ip, a), (b_ip, b)| b.attempts.cmp(&a.attempts).then(a_ip.cmp(b_ip)),
-                |ip, source| source_row(ip.to_string(), source),
-                |source| source_row("other".into(), source),
+                |ip, source| source_row(ip.to_string(), source, hosts),
+                |source| source_row("other".into(), source, hosts),
             ),
             outbound_destinations: table(
                 &tally.destinations,
@@ -143,12 +186,16 @@ impl Report {
                     connections: traffic.connections,
                     flows: traffic.flows,
                     bytes: traffic.bytes,
+                    hosts: hosts.names_of(&traffic.hosts),
+                    more_hosts: traffic.hosts.more,
                 },
                 |traffic| DestinationRow {
                     destination: "other".into(),
                     connections: traffic.connections,
                     flows: traffic.flows,
                     bytes: traffic.bytes,
+                    hosts: hosts.names_of(&traffic.hosts),
+                    more_hosts: traffic.hosts.more,
                 },
             ),
             processes: table(
@@ -160,20 +207,20 @@ impl Report {
                         .cmp(&(a.connections, a.flows, a.bytes))
                         .then(a_key.cmp(b_key))
                 },
-                |_, process| process_row(process),
+                |_, process| process_row(process, hosts),
                 |process| ProcessRow {
                     comm: Some("other".into()),
-                    ..process_row(process)
+                    ..process_row(process, hosts)
                 },
             ),
             local_ports: table(
                 &tally.local_ports,
                 top,
                 |(a_key, a), (b_key, b)| b.attempts.cmp(&a.attempts).then(a_key.cmp(b_key)),
-                |&(proto, port), tally| port_row(proto, port, tally),
+                |&(proto, port), tally| port_row(proto, port, tally, hosts),
                 |tally| PortRow {
                     proto: "other".into(),
-                    ..port_row(0, 0, tally)
+                    ..port_row(0, 0, tally, hosts)
                 },
             ),
             timeline: table(
@@ -183,7 +230,23 @@ impl Report {
                 |&hour, tally| hour_row(Some(hour), tally),
                 |tally| hour_row(None, tally),
             ),
+            hosts: table(
+                &hosts.tallies,
+                usize::MAX,
+                |(a_name, a), (b_name, b)| {
+                    (b.verdicts, b.flows)
+                        .cmp(&(a.verdicts, a.flows))
+                        .then(a_name.cmp(b_name))
+                },
+                |name, tally| host_row(name.clone(), tally),
+                |tally| host_row("other".into(), tally),
+            ),
         }
+    }
+
+    /// Whether the lines came from several hosts (the text tables then say where).
+    pub fn several_hosts(&self) -> bool {
+        self.hosts.rows.len() + usize::from(self.hosts.other.is_some()) > 1
     }
 }
 
@@ -214,8 +277,10 @@ fn table<K: Hash + Eq, V: Default, R>(
     }
 }
 
-fn source_row(src_ip: String, source: &SourceTally) -> SourceRow {
+fn source_row(src_ip: String, source: &SourceTally, hosts: &Hosts) -> SourceRow {
     SourceRow {
+        hosts: hosts.names_of(&source.hosts),
+        more_hosts: source.hosts.more,
         src_ip,
         attempts: source.attempts,
         distinct_dest_ports: source.distinct_ports,
@@ -226,8 +291,10 @@ fn source_row(src_ip: String, source: &SourceTally) -> SourceRow {
     }
 }
 
-fn process_row(process: &ProcessTally) -> ProcessRow {
+fn process_row(process: &ProcessTally, hosts: &Hosts) -> ProcessRow {
     ProcessRow {
+        hosts: hosts.names_of(&process.traffic.hosts),
+        more_hosts: process.traffic.hosts.more,
         comm: process.comm.clone(),
         exe: process.exe.clone(),
         connections: process.traffic.connections,
@@ -236,8 +303,10 @@ fn process_row(process: &ProcessTally) -> ProcessRow {
     }
 }
 
-fn port_row(proto: u8, port: u16, tally: &PortTally) -> PortRow {
+fn port_row(proto: u8, port: u16, tally: &PortTally, hosts: &Hosts) -> PortRow {
     PortRow {
+        hosts: hosts.names_of(&tally.hosts),
+        more_hosts: tally.hosts.more,
         port,
         proto: Protocol(proto)
             .name()
@@ -245,6 +314,17 @@ fn port_row(proto: u8, port: u16, tally: &PortTally) -> PortRow {
         attempts: tally.attempts,
         accepted: tally.accepted,
         dropped: tally.dropped,
+    }
+}
+
+fn host_row(host: String, tally: &HostTally) -> HostRow {
+    HostRow {
+        host,
+        verdicts: tally.verdicts,
+        dropped: tally.dropped,
+        flows: tally.flows,
+        bytes: tally.bytes,
+        events_lost: tally.events_lost,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Counting lines into bounded maps: per blocked source, outbound destination, process, local
-//! port and hour. Past a map's key limit, further keys are counted together as "other".
+//! port, hour and host. Past a map's key limit, further keys are counted together as "other".
 
 use std::{
     borrow::Borrow,
@@ -11,7 +11,11 @@ use std::{
 use fwlog_common::event::Action;
 use serde::Serialize;
 
-use super::{line::LogLine, time::MICROS_PER_HOUR};
+use super::{
+    hosts::{HostSet, HostTally, HOSTS_NAMED},
+    line::LogLine,
+    time::MICROS_PER_HOUR,
+};
 use crate::{
     filter::Filter,
     values::{action_named, Direction, Protocol},
@@ -120,6 +124,7 @@ pub struct SourceTally {
     pub lowest_ports: LowestPorts,
     pub first_seen: i64,
     pub last_seen: i64,
+    pub hosts: HostSet,
 }
 
 /// The [`PORTS_LISTED`] lowest distinct ports, sorted, without allocating.
@@ -164,6 +169,7 @@ pub struct TrafficTally {
     pub flows: u64,
     /// IP bytes both ways, from flow lines.
     pub bytes: u64,
+    pub hosts: HostSet,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,6 +185,7 @@ pub struct PortTally {
     pub accepted: u64,
     /// Dropped or rejected.
     pub dropped: u64,
+    pub hosts: HostSet,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,6 +205,9 @@ pub struct Tally {
     pub limits: Limits,
     pub lines: LineCounts,
     pub events_lost: u64,
+    /// Sum of the `lost` lines with `where: export`: flows IPFIX did not get (their lines
+    /// are here).
+    pub flows_lost_to_export: u64,
     pub flows_evicted: u64,
     pub first_event: Option<i64>,
     pub last_event: Option<i64>,
@@ -210,6 +220,7 @@ pub struct Tally {
     pub local_ports: CappedMap<(u8, u16), PortTally>,
     /// Keyed by hours since the Unix epoch (UTC).
     pub hours: CappedMap<i64, HourTally>,
+    pub hosts: Hosts,
 }
 
 impl Tally {
@@ -218,6 +229,7 @@ impl Tally {
             limits,
             lines: LineCounts::default(),
             events_lost: 0,
+            flows_lost_to_export: 0,
             flows_evicted: 0,
             first_event: None,
             last_event: None,
@@ -228,6 +240,7 @@ impl Tally {
             processes: CappedMap::new(limits.keys),
             local_ports: CappedMap::new(limits.keys),
             hours: CappedMap::new(limits.keys),
+            hosts: Hosts::new(limits.keys),
         }
     }
 
@@ -247,7 +260,16 @@ impl Tally {
             Some("verdict" | "flow") => self.lines.filtered_out += 1,
             Some("lost") => {
                 self.lines.lost += 1;
-                self.events_lost = self.events_lost.saturating_add(line.count.unwrap_or(0));
+                let count = line.count.unwrap_or(0);
+                if line.lost_at.as_deref() == Some("export") {
+                    self.flows_lost_to_export = self.flows_lost_to_export.saturating_add(count);
+                    return;
+                }
+                self.events_lost = self.events_lost.saturating_add(count);
+                if let Some(host) = line.host.as_deref() {
+                    let tally = self.hosts.slot(host);
+                    tally.events_lost = tally.events_lost.saturating_add(count);
+                }
             }
             Some("flows_evicted") => {
                 self.lines.flows_evicted += 1;
@@ -263,10 +285,31 @@ impl Tally {
         self.last_event = Some(self.last_event.map_or(at, |last| last.max(at)));
     }
 
+    /// The host of `line` counted with `count`; its bit for the rows' host sets (`None` past
+    /// the named hosts), or `None` and no host for a line without one.
+    fn host_of(
+        &mut self,
+        line: &LogLine,
+        count: impl FnOnce(&mut HostTally),
+    ) -> Option<Option<u8>> {
+        let tally = self.hosts.slot(line.host.as_deref()?);
+        count(tally);
+        Some(tally.bit)
+    }
+
     fn add_verdict(&mut self, line: &LogLine, at: i64) {
         let action = line.action.as_deref().and_then(action_named);
         let dropped = matches!(action, Some(Action::Drop | Action::Reject));
         let direction = line.direction.as_deref().and_then(Direction::named);
+        let host = self.host_of(line, |tally| {
+            tally.verdicts += 1;
+            tally.dropped += u64::from(dropped);
+        });
+        let mark = |set: &mut HostSet| {
+            if let Some(bit) = host {
+                set.insert(bit);
+            }
+        };
 
         let hour = self.hours.slot(&at.div_euclid(MICROS_PER_HOUR));
         hour.inbound += u64::from(direction == Some(Direction::Inbound));
@@ -275,16 +318,19 @@ impl Tally {
 
         if dropped {
             if let Some(source) = line.src_ip.as_deref().and_then(|ip| ip.parse().ok()) {
-                self.add_blocked(source, line.dest_port, at);
+                mark(&mut self.add_blocked(source, line.dest_port, at).hosts);
             }
         }
         if direction == Some(Direction::Outbound) {
             if let Some(destination) = destination_name(line) {
-                self.destinations.slot(destination).connections += 1;
+                let tally = self.destinations.slot(destination);
+                tally.connections += 1;
+                mark(&mut tally.hosts);
             }
         }
         if let Some(process) = self.process_slot(line) {
             process.traffic.connections += 1;
+            mark(&mut process.traffic.hosts);
         }
         if direction == Some(Direction::Inbound) {
             let proto = line.proto.as_deref().and_then(Protocol::named).map(|p| p.0);
@@ -293,11 +339,18 @@ impl Tally {
                 tally.attempts += 1;
                 tally.accepted += u64::from(action == Some(Action::Accept));
                 tally.dropped += u64::from(dropped);
+                mark(&mut tally.hosts);
             }
         }
     }
 
-    fn add_blocked(&mut self, source: IpAddr, dest_port: Option<u16>, at: i64) {
+    /// Counts an attempt from a blocked source; returns its tally.
+    fn add_blocked(&mut self, source: IpAddr, dest_port: Option<u16>, at: i64) -> &mut SourceTally {
+        self.count_blocked(source, dest_port, at);
+        self.sources.slot(&source)
+    }
+
+    fn count_blocked(&mut self, source: IpAddr, dest_port: Option<u16>, at: i64) {
         let tally = self.sources.slot(&source);
         if tally.attempts == 0 {
             tally.first_seen = at;
@@ -331,17 +384,28 @@ impl Tally {
 
     fn add_flow(&mut self, line: &LogLine, at: i64) {
         let bytes = line.flow_bytes();
+        let host = self.host_of(line, |tally| {
+            tally.flows += 1;
+            tally.bytes = tally.bytes.saturating_add(bytes);
+        });
+        let mark = |set: &mut HostSet| {
+            if let Some(bit) = host {
+                set.insert(bit);
+            }
+        };
         self.hours.slot(&at.div_euclid(MICROS_PER_HOUR)).flows += 1;
         if line.direction.as_deref().and_then(Direction::named) == Some(Direction::Outbound) {
             if let Some(destination) = destination_name(line) {
                 let tally = self.destinations.slot(destination);
                 tally.flows += 1;
                 tally.bytes = tally.bytes.saturating_add(bytes);
+                mark(&mut tally.hosts);
             }
         }
         if let Some(process) = self.process_slot(line) {
             process.traffic.flows += 1;
             process.traffic.bytes = process.traffic.bytes.saturating_add(bytes);
+            mark(&mut process.traffic.hosts);
         }
     }
 
@@ -361,4 +425,45 @@ impl Tally {
 /// Where an outbound line goes: the name fwlog resolved, else the address.
 fn destination_name<'l>(line: &'l LogLine) -> Option<&'l str> {
     line.dest_host.as_deref().or(line.dest_ip.as_deref())
+}
+
+/// The hosts seen so far, with a bit for each of the first [`HOSTS_NAMED`].
+pub struct Hosts {
+    pub tallies: CappedMap<String, HostTally>,
+    /// Host names by bit.
+    pub names: Vec<String>,
+}
+
+impl Hosts {
+    pub fn new(limit: usize) -> Self {
+        Hosts {
+            tallies: CappedMap::new(limit),
+            names: Vec::new(),
+        }
+    }
+
+    /// The tally of host `name` (a new one gets the next bit while there are bits left; the
+    /// "other" tally past the key limit never has one).
+    pub fn slot(&mut self, name: &str) -> &mut HostTally {
+        let known = self.tallies.len();
+        let next_bit = self.names.len();
+        let grew = {
+            let _ = self.tallies.slot(name);
+            self.tallies.len() > known
+        };
+        if grew && next_bit < HOSTS_NAMED {
+            self.names.push(name.to_string());
+            let tally = self.tallies.slot(name);
+            tally.bit = Some(next_bit as u8);
+            return tally;
+        }
+        self.tallies.slot(name)
+    }
+
+    /// The names of the hosts in `set`, and whether it holds others past them.
+    pub fn names_of(&self, set: &HostSet) -> Vec<String> {
+        set.bits()
+            .filter_map(|bit| self.names.get(usize::from(bit)).cloned())
+            .collect()
+    }
 }

@@ -351,3 +351,54 @@ fn text_and_json_output() {
     );
     assert!(json["blocked_sources"].get("other").is_none());
 }
+
+/// The same knock seen by two hosts, one of them twice, and a loss on each side.
+const FLEET_LOG: &str = r#"{"timestamp":"2026-11-25T07:09:10.000000Z","host":"edge-1","event_type":"verdict","action":"drop","direction":"inbound","proto":"tcp","src_ip":"203.0.113.7","src_port":1,"dest_ip":"192.0.2.10","dest_port":22}
+{"timestamp":"2026-11-25T07:09:11.000000Z","host":"edge-1","event_type":"verdict","action":"drop","direction":"inbound","proto":"tcp","src_ip":"203.0.113.7","src_port":2,"dest_ip":"192.0.2.10","dest_port":22}
+{"timestamp":"2026-11-25T07:09:12.000000Z","host":"edge-2","event_type":"verdict","action":"drop","direction":"inbound","proto":"tcp","src_ip":"203.0.113.7","src_port":3,"dest_ip":"192.0.2.11","dest_port":22}
+{"timestamp":"2026-11-25T07:09:13.000000Z","host":"edge-2","event_type":"flow","direction":"outbound","proto":"udp","src_ip":"192.0.2.11","src_port":5353,"dest_ip":"198.51.100.5","dest_port":53,"flow":{"bytes_toserver":60,"bytes_toclient":120,"reason":"idle"}}
+{"timestamp":"2026-11-25T07:09:14.000000Z","host":"edge-2","event_type":"lost","where":"ring","count":4}
+{"timestamp":"2026-11-25T07:09:15.000000Z","host":"edge-1","event_type":"lost","where":"export","count":9}
+"#;
+
+#[test]
+fn several_hosts_get_a_table_and_a_column() {
+    let report = report_of(FLEET_LOG.as_bytes().to_vec(), &Selection::default());
+    assert!(report.several_hosts());
+    let json = serde_json::to_value(&report).expect("serialisable");
+    assert_eq!(json["hosts"]["rows"][0]["host"], "edge-1");
+    assert_eq!(json["hosts"]["rows"][0]["verdicts"], 2);
+    assert_eq!(json["hosts"]["rows"][1]["host"], "edge-2");
+    assert_eq!(json["hosts"]["rows"][1]["flows"], 1);
+    assert_eq!(json["hosts"]["rows"][1]["bytes"], 180);
+    assert_eq!(json["hosts"]["rows"][1]["events_lost"], 4);
+    assert_eq!((report.events_lost, report.flows_lost_to_export), (4, 9));
+    assert_eq!(
+        json["blocked_sources"]["rows"][0]["hosts"],
+        serde_json::json!(["edge-1", "edge-2"])
+    );
+    assert_eq!(json["local_ports"]["rows"][0]["attempts"], 3);
+    let text = render_text(&report);
+    for expected in [
+        "\nHosts\n",
+        "edge-1, edge-2",
+        "the IPFIX exporter lost 9 flows",
+        "hosts",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn one_host_gets_no_host_column() {
+    let one: String = FLEET_LOG
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let report = report_of(one.into_bytes(), &Selection::default());
+    assert!(!report.several_hosts());
+    let text = render_text(&report);
+    assert!(!text.contains("hosts"), "{text}");
+    assert!(!text.contains("Hosts"), "{text}");
+}

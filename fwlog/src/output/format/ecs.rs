@@ -10,6 +10,8 @@
 //!   a denied access). A flow is `["connection", "end"]` (plus allowed/denied when a chain saw
 //!   it) with `event.action: network_flow`, `event.reason` why it ended, `event.start`,
 //!   `event.end`, `event.duration` (ns), and no outcome: a flow ending is neither.
+//! - `host.name` is the line's host (the kernel's host name unless named), `host.id` the
+//!   machine id when asked for.
 //! - `network.direction` keeps `inbound`/`outbound`; fwlog's `forward` (neither end is this
 //!   machine) becomes ECS `external`, with `fwlog.direction: forward` kept beside it.
 //! - `network.transport` is the lower-case IANA name (`tcp`, `udp`, `icmp`, `ipv6-icmp`, …),
@@ -29,19 +31,37 @@ use fwlog_common::event::Action;
 
 use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
 use crate::{
-    record::{Connection, Extras, FlowCounts, FlowRecord, StatsRecord, VerdictRecord},
+    host::HostIdentity,
+    record::{Connection, Extras, FlowCounts, FlowRecord, LossSite, StatsRecord, VerdictRecord},
     values::Direction,
 };
 
 pub const ECS_VERSION: &str = "8.11.0";
 
-#[derive(Default)]
 pub struct EcsWriter {
     timestamps: TimestampFormatter,
+    /// `,"host":{"name":…,"id":…}`, escaped once, copied into every line.
+    host: Vec<u8>,
 }
 
 impl EcsWriter {
-    /// `{"@timestamp":…,"ecs":{"version":…},"event":{"kind":…` — the event object left open.
+    pub fn new(host: &HostIdentity) -> Self {
+        let mut fragment = Vec::new();
+        let mut object = JsonObject { out: &mut fragment };
+        object.open("host");
+        object.escaped("name", &host.name);
+        if let Some(id) = &host.id {
+            object.escaped("id", id);
+        }
+        object.close();
+        EcsWriter {
+            timestamps: TimestampFormatter::default(),
+            host: fragment,
+        }
+    }
+
+    /// `{"@timestamp":…,"ecs":{"version":…},"host":{…},"event":{"kind":…` — the event object
+    /// left open.
     fn open<'o>(&mut self, out: &'o mut Vec<u8>, unix_ns: i128, kind: &str) -> JsonObject<'o> {
         out.extend_from_slice(b"{\"@timestamp\":\"");
         self.timestamps.write(out, unix_ns);
@@ -50,17 +70,28 @@ impl EcsWriter {
         object.open("ecs");
         object.str("version", ECS_VERSION);
         object.close();
+        object.out.extend_from_slice(&self.host);
         object.open("event");
         object.str("kind", kind);
         object
     }
 
-    /// A `metric` line: `event.action` and `fwlog.{event_type, count}`.
-    fn count_line(&mut self, out: &mut Vec<u8>, unix_ns: i128, event_type: &str, count: u64) {
+    /// A `metric` line: `event.action` and `fwlog.{event_type, where, count}`.
+    fn count_line(
+        &mut self,
+        out: &mut Vec<u8>,
+        unix_ns: i128,
+        event_type: &str,
+        site: Option<LossSite>,
+        count: u64,
+    ) {
         let mut line = self.open(out, unix_ns, "metric");
         line.event_end(event_type);
         line.open("fwlog");
         line.str("event_type", event_type);
+        if let Some(site) = site {
+            line.str("where", site.as_str());
+        }
         line.uint("count", count);
         line.close();
         line.end_line();
@@ -183,12 +214,12 @@ impl EventWriter for EcsWriter {
         line.end_line();
     }
 
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        self.count_line(out, unix_ns, "lost", count);
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64) {
+        self.count_line(out, unix_ns, "lost", Some(site), count);
     }
 
     fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        self.count_line(out, unix_ns, "flows_evicted", count);
+        self.count_line(out, unix_ns, "flows_evicted", None, count);
     }
 
     fn stats(&mut self, out: &mut Vec<u8>, unix_ns: i128, stats: &StatsRecord) {

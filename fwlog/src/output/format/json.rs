@@ -6,15 +6,32 @@
 //! avoids building a value or a `String` per event.
 
 use super::{json_object::JsonObject, timestamp::TimestampFormatter, EventWriter};
-use crate::record::{Connection, Extras, FlowRecord, StatsRecord, VerdictRecord};
+use crate::{
+    host::HostIdentity,
+    record::{Connection, Extras, FlowRecord, LossSite, StatsRecord, VerdictRecord},
+};
 
 /// Writes JSON lines into a buffer the caller drains (one write per batch, not per line).
-#[derive(Default)]
 pub struct JsonWriter {
     timestamps: TimestampFormatter,
+    /// `,"host":"NAME"` (and `,"host_id":"ID"`), escaped once, copied into every line.
+    host: Vec<u8>,
 }
 
 impl JsonWriter {
+    pub fn new(host: &HostIdentity) -> Self {
+        let mut fragment = Vec::new();
+        let mut object = JsonObject { out: &mut fragment };
+        object.escaped("host", &host.name);
+        if let Some(id) = &host.id {
+            object.escaped("host_id", id);
+        }
+        JsonWriter {
+            timestamps: TimestampFormatter::default(),
+            host: fragment,
+        }
+    }
+
     /// `{"timestamp":…,"event_type":"verdict",…}` and a newline.
     pub fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord) {
         let mut line = self.open(out, record.unix_ns, "verdict");
@@ -98,9 +115,10 @@ impl JsonWriter {
         line.end_line();
     }
 
-    /// `{"timestamp":…,"event_type":"lost","count":N}`: events the kernel could not queue.
-    pub fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+    /// `{"timestamp":…,"event_type":"lost","where":"ring","count":N}`: events lost at `site`.
+    pub fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64) {
         let mut line = self.open(out, unix_ns, "lost");
+        line.str("where", site.as_str());
         line.uint("count", count);
         line.end_line();
     }
@@ -114,6 +132,7 @@ impl JsonWriter {
         out.extend_from_slice(b"{\"timestamp\":\"");
         self.timestamps.write(out, unix_ns);
         out.push(b'"');
+        out.extend_from_slice(&self.host);
         let mut line = JsonObject { out };
         line.str("event_type", event_type);
         line
@@ -223,8 +242,8 @@ impl EventWriter for JsonWriter {
         JsonWriter::flow(self, out, record);
     }
 
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
-        JsonWriter::lost(self, out, unix_ns, count);
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64) {
+        JsonWriter::lost(self, out, unix_ns, site, count);
     }
 
     fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {

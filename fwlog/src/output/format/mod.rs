@@ -7,7 +7,7 @@ pub mod json_object;
 pub mod text;
 pub mod timestamp;
 
-use crate::record::{FlowRecord, StatsRecord, VerdictRecord};
+use crate::record::{FlowRecord, LossSite, StatsRecord, VerdictRecord};
 
 /// Appends one line (or nothing) per call to `out`; the caller writes `out` once per batch.
 pub trait EventWriter {
@@ -15,8 +15,8 @@ pub trait EventWriter {
     fn verdict(&mut self, out: &mut Vec<u8>, record: &VerdictRecord);
     /// A flow ended.
     fn flow(&mut self, out: &mut Vec<u8>, record: &FlowRecord);
-    /// `count` events the kernel could not queue.
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
+    /// `count` events lost at `site`.
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64);
     /// `count` flows the kernel's full table dropped before they ended.
     fn flows_evicted(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64);
     /// The counters so far.

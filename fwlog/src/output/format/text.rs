@@ -5,7 +5,9 @@
 //! 07:09:22.626 flow   ↑ tcp          192.0.2.10:40122 → 198.51.100.4:443      wlan0    fin 12.503s pkts=14/18 bytes=2210/19876 accept flags=SAFP curl[1234] user=alice
 //! ```
 //!
-//! Local time of day (the machine's time zone), action (`flow` for a flow that ended), the
+//! Local time of day (the machine's time zone), the host when the operator named it
+//! (`--host-name`, `[host] name`: on one machine's terminal the kernel's host name is noise,
+//! but text merged from several named hosts needs it, as syslog's lines carry theirs), action (`flow` for a flow that ended), the
 //! direction as an arrow (`↓` inbound, `↑` outbound, `→` forwarded), protocol, client → server,
 //! interface (`-` when unknown), then `key=value` extras. A flow's `pkts=` and `bytes=` are
 //! "to the server/to the client". Names from outside (interfaces, processes, hosts) have their
@@ -18,7 +20,8 @@ use jiff::{tz::TimeZone, Timestamp};
 
 use super::{tcp_flag_letters, EventWriter};
 use crate::{
-    record::{Connection, Extras, FlowRecord, StatsRecord, VerdictRecord},
+    host::HostIdentity,
+    record::{Connection, Extras, FlowRecord, LossSite, StatsRecord, VerdictRecord},
     values::Direction,
 };
 
@@ -44,21 +47,29 @@ pub struct TextWriter {
     hms: String,
     /// Reused for the padded columns.
     scratch: String,
+    /// `NAME ` after the time, when the operator named the host.
+    host: String,
 }
 
 impl TextWriter {
     /// Times in the machine's time zone; ANSI colours when `colour`.
-    pub fn new(colour: bool) -> Self {
-        Self::with_time_zone(colour, TimeZone::system())
+    pub fn new(colour: bool, host: &HostIdentity) -> Self {
+        Self::with_time_zone(colour, TimeZone::system(), host)
     }
 
-    pub fn with_time_zone(colour: bool, time_zone: TimeZone) -> Self {
+    pub fn with_time_zone(colour: bool, time_zone: TimeZone, host: &HostIdentity) -> Self {
+        let mut shown = String::new();
+        if host.given {
+            push_clean(&mut shown, &host.name);
+            shown.push(' ');
+        }
         TextWriter {
             colour,
             time_zone,
             second: i64::MIN,
             hms: String::new(),
             scratch: String::new(),
+            host: shown,
         }
     }
 
@@ -84,7 +95,7 @@ impl TextWriter {
             }
         }
         let millis = unix_ns.rem_euclid(1_000_000_000) / 1_000_000;
-        let _ = write!(out, "{}.{millis:03} ", self.hms);
+        let _ = write!(out, "{}.{millis:03} {}", self.hms, self.host);
         if self.colour {
             let _ = write!(out, "{colour}{label}{RESET}");
         } else {
@@ -247,9 +258,12 @@ impl EventWriter for TextWriter {
         self.end(out);
     }
 
-    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, count: u64) {
+    fn lost(&mut self, out: &mut Vec<u8>, unix_ns: i128, site: LossSite, count: u64) {
         self.start(out, unix_ns, "LOST", BOLD_RED);
-        let _ = write!(out, " {count} events the kernel could not queue");
+        let _ = match site {
+            LossSite::Ring => write!(out, " {count} events the kernel could not queue"),
+            LossSite::Export => write!(out, " {count} flows the IPFIX exporter could not send"),
+        };
         self.end(out);
     }
 

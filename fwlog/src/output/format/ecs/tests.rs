@@ -4,12 +4,12 @@ use serde_json::Value;
 
 use super::*;
 use crate::record::test_records::{
-    curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, T,
+    curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, test_host, T,
 };
 
 fn ecs(write: impl FnOnce(&mut EcsWriter, &mut Vec<u8>)) -> String {
     let mut out = Vec::new();
-    write(&mut EcsWriter::default(), &mut out);
+    write(&mut EcsWriter::new(&test_host()), &mut out);
     String::from_utf8(out).expect("UTF-8")
 }
 
@@ -41,6 +41,7 @@ fn verdict_golden() {
         line,
         concat!(
             r#"{"@timestamp":"2026-11-25T07:09:10.123456Z","ecs":{"version":"8.11.0"},"#,
+            r#""host":{"name":"edge-1"},"#,
             r#""event":{"kind":"event","category":["network"],"type":["connection","denied"],"action":"drop","outcome":"failure","module":"fwlog","dataset":"fwlog.verdict"},"#,
             r#""rule":{"name":"LOG_AND_DROP"},"#,
             r#""observer":{"product":"fwlog","type":"firewall","ingress":{"interface":{"name":"wlan0"}}},"#,
@@ -64,6 +65,7 @@ fn flow_golden_with_process_user_and_names() {
         line,
         concat!(
             r#"{"@timestamp":"2026-11-25T07:09:22.626530Z","ecs":{"version":"8.11.0"},"#,
+            r#""host":{"name":"edge-1"},"#,
             r#""event":{"kind":"event","category":["network"],"type":["connection","end","allowed"],"action":"network_flow","reason":"fin","#,
             r#""start":"2026-11-25T07:09:10.123456Z","end":"2026-11-25T07:09:22.626530Z","duration":12503074000,"module":"fwlog","dataset":"fwlog.flow"},"#,
             r#""rule":{"name":"LOG_AND_ACCEPT"},"#,
@@ -117,9 +119,11 @@ fn a_flow_with_nothing_for_fwlog_has_no_empty_object() {
 
 #[test]
 fn metric_lines() {
-    let lost = parsed(&ecs(|w, out| w.lost(out, T, 12)));
+    let lost = parsed(&ecs(|w, out| w.lost(out, T, LossSite::Export, 12)));
     assert_eq!(lost["event"]["kind"], "metric");
     assert_eq!(lost["fwlog"]["count"], 12);
+    assert_eq!(lost["fwlog"]["where"], "export");
+    assert_eq!(lost["host"]["name"], "edge-1");
     let evicted = parsed(&ecs(|w, out| w.flows_evicted(out, T, 3)));
     assert_eq!(evicted["event"]["dataset"], "fwlog.flows_evicted");
     let stats = StatsRecord {
@@ -132,4 +136,16 @@ fn metric_lines() {
     };
     let value = parsed(&ecs(|w, out| w.stats(out, T, &stats)));
     assert_eq!(value["fwlog"]["stats"]["malformed"], 4);
+}
+
+#[test]
+fn host_name_and_id_are_ecs_host_fields() {
+    let host = HostIdentity::fixed("edge-1", Some("0123456789abcdef0123456789abcdef"));
+    let mut out = Vec::new();
+    EcsWriter::new(&host).lost(&mut out, T, LossSite::Ring, 1);
+    let value = parsed(&String::from_utf8(out).expect("UTF-8"));
+    assert_eq!(
+        value["host"],
+        serde_json::json!({"name": "edge-1", "id": "0123456789abcdef0123456789abcdef"})
+    );
 }

@@ -12,17 +12,17 @@ use fwlog_common::{
 
 use super::*;
 use crate::record::test_records::{
-    inbound_tcp_syn, outbound_flow, outbound_tcp_flow, verdict_record, T,
+    inbound_tcp_syn, outbound_flow, outbound_tcp_flow, test_host, verdict_record, T,
 };
 use crate::{
     output::format::tcp_flag_letters,
-    record::{Extras, ProcessView},
+    record::{Extras, LossSite, ProcessView},
     values::Direction,
 };
 
 fn render(record: &VerdictRecord) -> String {
     let mut out = Vec::new();
-    JsonWriter::default().verdict(&mut out, record);
+    JsonWriter::new(&test_host()).verdict(&mut out, record);
     String::from_utf8(out).expect("UTF-8")
 }
 
@@ -37,7 +37,7 @@ fn inbound_drop_matches_the_documented_example() {
     ));
     assert_eq!(
         line,
-        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"drop","ct_state":"new","direction":"inbound","in_iface":"wlan0","chain":"LOG_AND_DROP","ip_version":4,"proto":"tcp","src_ip":"203.0.113.7","src_port":51234,"dest_ip":"192.0.2.10","dest_port":22,"len":60,"tcp_flags":"S"}
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","host":"edge-1","event_type":"verdict","action":"drop","ct_state":"new","direction":"inbound","in_iface":"wlan0","chain":"LOG_AND_DROP","ip_version":4,"proto":"tcp","src_ip":"203.0.113.7","src_port":51234,"dest_ip":"192.0.2.10","dest_port":22,"len":60,"tcp_flags":"S"}
 "#
     );
     serde_json::from_str::<serde_json::Value>(&line).expect("valid JSON");
@@ -72,7 +72,7 @@ fn outbound_icmpv6_with_a_socket_owner() {
     ));
     assert_eq!(
         line,
-        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"accept","ct_state":"new","direction":"outbound","chain":"LOG_AND_ACCEPT","ip_version":6,"proto":"icmpv6","src_ip":"fd00:200::1","dest_ip":"fd00:200::2","icmp_type":128,"icmp_code":0,"len":104,"uid":1000}
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","host":"edge-1","event_type":"verdict","action":"accept","ct_state":"new","direction":"outbound","chain":"LOG_AND_ACCEPT","ip_version":6,"proto":"icmpv6","src_ip":"fd00:200::1","dest_ip":"fd00:200::2","icmp_type":128,"icmp_code":0,"len":104,"uid":1000}
 "#
     );
 }
@@ -92,7 +92,7 @@ fn related_fragment_and_unknown_protocol() {
     ));
     assert_eq!(
         line,
-        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","event_type":"verdict","action":"reject","ct_state":"related","direction":"forward","in_iface":"we\"ird","chain":"LOG_AND_REJECT","ip_version":4,"proto":"47","src_ip":"203.0.113.7","dest_ip":"192.0.2.10","fragment":true,"len":60}
+        r#"{"timestamp":"2026-11-25T07:09:10.123456Z","host":"edge-1","event_type":"verdict","action":"reject","ct_state":"related","direction":"forward","in_iface":"we\"ird","chain":"LOG_AND_REJECT","ip_version":4,"proto":"47","src_ip":"203.0.113.7","dest_ip":"192.0.2.10","fragment":true,"len":60}
 "#
     );
     serde_json::from_str::<serde_json::Value>(&line).expect("valid JSON");
@@ -115,10 +115,10 @@ fn unreadable_ip_header_is_reported_not_guessed() {
 #[test]
 fn lost_line() {
     let mut out = Vec::new();
-    JsonWriter::default().lost(&mut out, T, 42);
+    JsonWriter::new(&test_host()).lost(&mut out, T, LossSite::Ring, 42);
     assert_eq!(
         String::from_utf8(out).expect("UTF-8"),
-        "{\"timestamp\":\"2026-11-25T07:09:10.123456Z\",\"event_type\":\"lost\",\"count\":42}\n"
+        "{\"timestamp\":\"2026-11-25T07:09:10.123456Z\",\"host\":\"edge-1\",\"event_type\":\"lost\",\"where\":\"ring\",\"count\":42}\n"
     );
 }
 
@@ -152,7 +152,8 @@ fn documented_fields() -> std::collections::BTreeSet<String> {
 #[test]
 fn readme_documents_exactly_the_fields_fwlog_writes() {
     let mut out = Vec::new();
-    let mut writer = JsonWriter::default();
+    let host = crate::host::HostIdentity::fixed("edge-1", Some("0123456789abcdef0123456789abcdef"));
+    let mut writer = JsonWriter::new(&host);
     let inbound = inbound_tcp_syn();
     let mut outbound_icmp = inbound_tcp_syn();
     outbound_icmp.flags = VERDICT_HAS_SOCKET;
@@ -164,7 +165,7 @@ fn readme_documents_exactly_the_fields_fwlog_writes() {
             &verdict_record(event, Direction::Inbound, in_iface, &full_extras()),
         );
     }
-    writer.lost(&mut out, T, 1);
+    writer.lost(&mut out, T, LossSite::Ring, 1);
     writer.flows_evicted(&mut out, T, 1);
     writer.stats(&mut out, T, &StatsRecord::default());
     let (key, stats) = outbound_tcp_flow();
@@ -214,7 +215,7 @@ fn full_extras() -> Extras {
 fn extras_follow_the_packet_fields() {
     let event = inbound_tcp_syn();
     let mut out = Vec::new();
-    JsonWriter::default().verdict(
+    JsonWriter::new(&test_host()).verdict(
         &mut out,
         &verdict_record(&event, Direction::Outbound, None, &full_extras()),
     );
@@ -227,10 +228,10 @@ fn extras_follow_the_packet_fields() {
 fn flow_matches_the_documented_example() {
     let (key, stats) = outbound_tcp_flow();
     let mut out = Vec::new();
-    JsonWriter::default().flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
+    JsonWriter::new(&test_host()).flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
     assert_eq!(
         String::from_utf8(out).expect("UTF-8"),
-        r#"{"timestamp":"2026-11-25T07:09:22.626530Z","event_type":"flow","direction":"outbound","in_iface":"wlan0","ip_version":4,"proto":"tcp","src_ip":"192.0.2.10","src_port":40122,"dest_ip":"198.51.100.4","dest_port":443,"action":"accept","ct_state":"new","tcp_flags":"SAFP","flow":{"start":"2026-11-25T07:09:10.123456Z","end":"2026-11-25T07:09:22.626530Z","duration_s":12.503,"pkts_toserver":14,"bytes_toserver":2210,"pkts_toclient":18,"bytes_toclient":19876,"reason":"fin"}}
+        r#"{"timestamp":"2026-11-25T07:09:22.626530Z","host":"edge-1","event_type":"flow","direction":"outbound","in_iface":"wlan0","ip_version":4,"proto":"tcp","src_ip":"192.0.2.10","src_port":40122,"dest_ip":"198.51.100.4","dest_port":443,"action":"accept","ct_state":"new","tcp_flags":"SAFP","flow":{"start":"2026-11-25T07:09:10.123456Z","end":"2026-11-25T07:09:22.626530Z","duration_s":12.503,"pkts_toserver":14,"bytes_toserver":2210,"pkts_toclient":18,"bytes_toclient":19876,"reason":"fin"}}
 "#
     );
 }
@@ -240,7 +241,7 @@ fn the_client_is_whichever_side_opened() {
     let (key, mut stats) = outbound_tcp_flow();
     stats.opener = fwlog_common::flow::SIDE_A;
     let mut out = Vec::new();
-    JsonWriter::default().flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
+    JsonWriter::new(&test_host()).flow(&mut out, &outbound_flow(&key, &stats, &NO_EXTRAS));
     let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
     assert_eq!(value["src_ip"], "198.51.100.4");
     assert_eq!(value["src_port"], 443);

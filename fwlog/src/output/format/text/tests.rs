@@ -4,11 +4,16 @@ use jiff::tz::TimeZone;
 
 use super::*;
 use crate::record::test_records::{
-    curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, T,
+    curl_extras, inbound_tcp_syn, inbound_verdict, outbound_flow, outbound_tcp_flow, test_host, T,
 };
 
+/// The kernel's host name, not named by the operator: text lines leave it out.
 fn writer(colour: bool) -> TextWriter {
-    TextWriter::with_time_zone(colour, TimeZone::UTC)
+    let host = HostIdentity {
+        given: false,
+        ..test_host()
+    };
+    TextWriter::with_time_zone(colour, TimeZone::UTC, &host)
 }
 
 fn text(write: impl FnOnce(&mut TextWriter, &mut Vec<u8>), colour: bool) -> String {
@@ -71,7 +76,7 @@ fn colour_only_when_asked() {
 
 #[test]
 fn counters_and_names_from_outside() {
-    let lost = text(|w, out| w.lost(out, T, 12), false);
+    let lost = text(|w, out| w.lost(out, T, LossSite::Ring, 12), false);
     assert_eq!(
         lost,
         "07:09:10.123 LOST   12 events the kernel could not queue\n"
@@ -101,4 +106,17 @@ fn counters_and_names_from_outside() {
     record.in_iface = Some("evil\x1b[2J");
     let line = text(|w, out| w.verdict(out, &record), false);
     assert!(line.contains(" evil?[2J "), "{line}");
+}
+
+#[test]
+fn a_named_host_follows_the_time() {
+    let event = inbound_tcp_syn();
+    let extras = Extras::default();
+    let mut out = Vec::new();
+    TextWriter::with_time_zone(false, TimeZone::UTC, &test_host())
+        .verdict(&mut out, &inbound_verdict(&event, &extras));
+    assert_eq!(
+        String::from_utf8(out).expect("UTF-8"),
+        "07:09:10.123 edge-1 drop   ↓ tcp         203.0.113.7:51234 → 192.0.2.10:22         wlan0    len=60 flags=S\n"
+    );
 }
