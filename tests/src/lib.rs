@@ -4,6 +4,7 @@
 //! Everything a test creates has a name unique to the process and test (pid + counter), and is
 //! removed by `Drop`, also when the test fails.
 
+pub mod daemon;
 pub mod fwlog;
 pub mod kernel_maps;
 pub mod netns;

@@ -89,8 +89,24 @@ const IPERF3: Package = Package {
     pacman: "iperf3",
 };
 
+const PROMETHEUS: Package = Package {
+    apt: "prometheus",
+    dnf: "golang-github-prometheus",
+    pacman: "prometheus",
+};
+const NFDUMP: Package = Package {
+    apt: "nfdump",
+    dnf: "nfdump",
+    pacman: "nfdump",
+};
+const LIBFIXBUF_TOOLS: Package = Package {
+    apt: "libfixbuf-tools",
+    dnf: "libfixbuf",
+    pacman: "libfixbuf",
+};
+
 /// The programs fwlog, its kernel tests and its bench run, and the package that ships each.
-const SYSTEM_TOOLS: [(&str, Package); 12] = [
+const SYSTEM_TOOLS: [(&str, Package); 17] = [
     ("iptables", IPTABLES),
     ("ip6tables", IPTABLES),
     ("iptables-save", IPTABLES),
@@ -106,6 +122,15 @@ const SYSTEM_TOOLS: [(&str, Package); 12] = [
     ("rsyslogd", RSYSLOG),
     // `cargo xtask bench --established` measures bulk TCP with it.
     ("iperf3", IPERF3),
+    // The metrics tests: promtool checks /metrics, a Prometheus server scrapes it. (Where
+    // systemd runs, Debian's package also starts its own prometheus.service on :9090; the
+    // tests run theirs in a namespace and do not use it.)
+    ("promtool", PROMETHEUS),
+    ("prometheus", PROMETHEUS),
+    // The IPFIX tests: nfdump's collector and reader, and libfixbuf's decoder.
+    ("nfcapd", NFDUMP),
+    ("nfdump", NFDUMP),
+    ("ipfixDump", LIBFIXBUF_TOOLS),
 ];
 
 /// rsyslog's RELP modules (no program of their own), under `/usr/lib/<multiarch>/rsyslog/`.
