@@ -204,3 +204,68 @@ fn a_taken_metrics_port_is_a_one_line_error() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_collector_held_up_by_its_output_still_answers_and_shows_the_ring_filling() -> Result<()> {
+    let net = TestNet::new()?;
+    // stdout is a pipe nobody reads: after 64 KiB of lines the collector blocks in write().
+    let mut child = fwlog_tests::fwlog::fwlog_command(&net.host)
+        .args([
+            "watch",
+            &net.host_if,
+            "--metrics",
+            METRICS,
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting fwlog watch")?;
+    let _unread = child.stdout.take();
+    let guard = KillOnDrop(child, net.host.path());
+    wait_for("fwlog's /metrics", Duration::from_secs(20), || {
+        http_get(&net.host, metrics_address(), "/metrics").ok()
+    })?;
+    // A few thousand drop lines, about 300 bytes each: far more than the pipe holds.
+    let peer = addr(HOST_V4, 9999);
+    net.peer.enter(move || -> std::io::Result<()> {
+        for _ in 0..3000 {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            socket.send_to(b"knock", peer)?;
+        }
+        Ok(())
+    })??;
+    let used = wait_for(
+        "ring_used_bytes rising while the collector is blocked",
+        Duration::from_secs(10),
+        || {
+            let (_, text) = http_get(&net.host, metrics_address(), "/metrics").ok()?;
+            let used: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("fwlog_ring_used_bytes "))?
+                .parse()
+                .ok()?;
+            (used > 0.0).then_some(used)
+        },
+    )?;
+    println!("ring_used_bytes while the output is blocked: {used}");
+    drop(guard);
+    Ok(())
+}
+
+/// Kills fwlog and removes what it installed.
+struct KillOnDrop(std::process::Child, std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = Command::new("nsenter")
+            .arg(format!("--net={}", self.1.display()))
+            .arg(fwlog_tests::fwlog_bin())
+            .arg("uninstall")
+            .output();
+    }
+}
