@@ -107,18 +107,9 @@ impl Filter {
     }
 
     fn matches(&self, candidate: &Candidate) -> bool {
-        let action = self.actions.is_empty()
-            || candidate
-                .action
-                .is_some_and(|action| self.actions.contains(&action));
-        let direction = self.directions.is_empty()
-            || candidate
-                .direction
-                .is_some_and(|direction| self.directions.contains(&direction));
-        let proto = self.protocols.is_empty()
-            || candidate
-                .proto
-                .is_some_and(|proto| self.protocols.contains(&proto));
+        let action = allows(&self.actions, candidate.action);
+        let direction = allows(&self.directions, candidate.direction);
+        let proto = allows(&self.protocols, candidate.proto);
         let port = self.ports.is_empty()
             || candidate
                 .ports
@@ -138,6 +129,11 @@ impl Filter {
             });
         action && direction && proto && port && host
     }
+}
+
+/// No value asked for, or `value` is one of them.
+fn allows<T: PartialEq>(wanted: &[T], value: Option<T>) -> bool {
+    wanted.is_empty() || value.is_some_and(|value| wanted.contains(&value))
 }
 
 #[cfg(test)]

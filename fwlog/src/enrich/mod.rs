@@ -9,9 +9,10 @@ pub mod process;
 use fwlog_common::{
     event::{Action, VerdictEvent, VERDICT_HAS_PROCESS},
     flow::{FlowStats, SEEN_INGRESS},
+    process::ProcessInfo,
 };
 
-use crate::record::{Connection, Extras, ProcessView};
+use crate::record::{Connection, Extras};
 
 /// Turns kernel records into [`Extras`], keeping the caches that make it cheap.
 pub struct Enricher {
@@ -39,44 +40,38 @@ impl Enricher {
 
     /// Extras for a verdict on `event`, whose connection is `connection`.
     pub fn verdict(&mut self, event: &VerdictEvent, connection: Option<&Connection>) -> Extras {
-        let Some(c) = connection else {
-            return Extras::default();
-        };
-        Extras {
-            community_id: community_id::community_id(
-                c.client,
-                c.server,
-                c.protocol.0,
-                c.ports_or_icmp(),
-            ),
-            src_host: self.names.name(c.client),
-            dest_host: self.names.name(c.server),
-            process: if event.flags & VERDICT_HAS_PROCESS != 0 {
-                Some(self.processes.view(&event.process))
-            } else {
-                self.inbound_listener(event, c)
-            },
-        }
-    }
-
-    /// For an accepted connection coming in, the process listening on its port.
-    fn inbound_listener(&mut self, event: &VerdictEvent, c: &Connection) -> Option<ProcessView> {
-        let accepted_inbound = self.name_processes
-            && event.ifindex != 0
-            && Action::from_u8(event.action) == Some(Action::Accept);
-        if !accepted_inbound {
-            return None;
-        }
-        let info = self
-            .listeners
-            .find(c.protocol.0, c.server, c.server_port()?)?;
-        Some(self.processes.view(&info))
+        let seen = (event.flags & VERDICT_HAS_PROCESS != 0).then_some(&event.process);
+        let accepted_inbound =
+            event.ifindex != 0 && Action::from_u8(event.action) == Some(Action::Accept);
+        self.extras(connection, seen, accepted_inbound)
     }
 
     /// Extras for a flow (`connection` is from the client's side, the side that opened it).
     pub fn flow(&mut self, connection: Option<&Connection>, stats: &FlowStats) -> Extras {
+        let seen = (stats.process.pid != 0).then_some(&stats.process);
+        let accepted_inbound = stats.first_seen == SEEN_INGRESS
+            && Action::from_u8(stats.action) == Some(Action::Accept);
+        self.extras(connection, seen, accepted_inbound)
+    }
+
+    /// The Community ID, the host names, and the process: the one the kernel saw use the
+    /// socket, else, for an accepted inbound connection, the one listening on its port.
+    fn extras(
+        &mut self,
+        connection: Option<&Connection>,
+        seen: Option<&ProcessInfo>,
+        accepted_inbound: bool,
+    ) -> Extras {
         let Some(c) = connection else {
             return Extras::default();
+        };
+        let process = match seen {
+            Some(info) => Some(self.processes.view(info)),
+            None if self.name_processes && accepted_inbound => c
+                .server_port()
+                .and_then(|port| self.listeners.find(c.protocol.0, c.server, port))
+                .map(|info| self.processes.view(&info)),
+            None => None,
         };
         Extras {
             community_id: community_id::community_id(
@@ -87,18 +82,7 @@ impl Enricher {
             ),
             src_host: self.names.name(c.client),
             dest_host: self.names.name(c.server),
-            process: if stats.process.pid != 0 {
-                Some(self.processes.view(&stats.process))
-            } else if self.name_processes
-                && stats.first_seen == SEEN_INGRESS
-                && Action::from_u8(stats.action) == Some(Action::Accept)
-            {
-                c.server_port()
-                    .and_then(|port| self.listeners.find(c.protocol.0, c.server, port))
-                    .map(|info| self.processes.view(&info))
-            } else {
-                None
-            },
+            process,
         }
     }
 }
