@@ -205,7 +205,7 @@ fn a_user_chain_keeps_its_rules() -> Result<()> {
             "LOG_AND_DROP",
         ],
     ] {
-        net.host.exec("iptables", &rule)?;
+        net.host.output("iptables", &rule)?;
     }
     let before = net.host.saved_rules()?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
@@ -387,7 +387,7 @@ fn no_rules_pins_programs_and_prints_the_rules() -> Result<()> {
 
     // A rule the user adds by hand, with the printed match, logs through fwlog.
     let pin = format!("{}/verdict_accept_new", net.host.pin_dir().display());
-    net.host.exec(
+    net.host.output(
         "iptables",
         &[
             "-A",
@@ -409,7 +409,7 @@ fn no_rules_pins_programs_and_prints_the_rules() -> Result<()> {
     udp_send(&net.host, addr(PEER_V4, 6100), b"x")?;
     let event = fwlog.expect_event("event through a hand-made rule", |e| e["dest_port"] == 6100)?;
     assert_eq!(event["action"], "accept");
-    net.host.exec("iptables", &["-F", "OUTPUT"])?;
+    net.host.output("iptables", &["-F", "OUTPUT"])?;
     assert!(fwlog.stop(Signal::SIGINT)?.success());
     assert!(!net.host.pin_dir().exists());
     Ok(())
@@ -419,7 +419,7 @@ fn no_rules_pins_programs_and_prints_the_rules() -> Result<()> {
 fn default_route_interface_is_used_and_named() -> Result<()> {
     let net = TestNet::new()?;
     net.host
-        .exec("ip", &["route", "add", "default", "via", PEER_V4])?;
+        .output("ip", &["route", "add", "default", "via", PEER_V4])?;
     let fwlog = Fwlog::watch(&net.host, &[])?;
     let said = fwlog.stderr_text();
     assert!(

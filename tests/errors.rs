@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use fwlog_tests::{fwlog::fwlog_command, fwlog_bin, NetNs, TestNet};
+use fwlog_tests::{fwlog::fwlog_command, fwlog_bin, NetNsGuard, TestNet};
 
 /// Asserts the error contract and returns the message.
 fn assert_fails_cleanly(net: &TestNet, before: &str, output: &Output) -> Result<String> {
@@ -27,7 +27,7 @@ fn assert_fails_cleanly(net: &TestNet, before: &str, output: &Output) -> Result<
 /// A command that enters `netns` in the child itself (`pre_exec`), so the test can change
 /// more of the child's world first.
 fn fwlog_in(
-    netns: &NetNs,
+    netns: &NetNsGuard,
     prepare: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
 ) -> Result<Command> {
     let netns_file = File::open(netns.path()).context("opening the namespace")?;

@@ -198,7 +198,7 @@ fn an_inbound_flow_a_users_own_rule_accepts_is_tracked_too() -> Result<()> {
     let rule = [
         "-I", "INPUT", "1", "-p", "udp", "--dport", port, "-j", "ACCEPT",
     ];
-    net.host.exec("iptables", &rule)?;
+    net.host.output("iptables", &rule)?;
     let client = udp_bind(&net.peer, addr(PEER_V4, 0))?;
     const DATAGRAMS: u64 = 3;
     for _ in 0..DATAGRAMS {
@@ -235,7 +235,7 @@ fn an_inbound_flow_a_users_own_rule_accepts_is_tracked_too() -> Result<()> {
 fn ipv4_only(net: &TestNet) -> Result<()> {
     for (netns, interface) in [(&net.host, &net.host_if), (&net.peer, &net.peer_if)] {
         let key = format!("net.ipv6.conf.{interface}.disable_ipv6=1");
-        netns.exec("sysctl", &["-q", "-w", &key])?;
+        netns.output("sysctl", &["-q", "-w", &key])?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use fwlog_tests::{
     fwlog::{is_flow_to, number},
     netns::{PEER_V4, PEER_V6},
     traffic::{tcp_listen, tcp_transfer, udp_bind},
-    Fwlog, NetNs, TestNet,
+    Fwlog, NetNsGuard, TestNet,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -80,7 +80,7 @@ fn nfdump(dir: &TempDir) -> Result<Vec<Value>> {
 }
 
 /// One UDP request and its answer between `from` and a socket bound in `to`.
-fn udp_exchange(from: &NetNs, to: &NetNs, server: SocketAddr) -> Result<()> {
+fn udp_exchange(from: &NetNsGuard, to: &NetNsGuard, server: SocketAddr) -> Result<()> {
     let socket = udp_bind(to, server)?;
     let answer = std::thread::spawn(move || -> Result<()> {
         socket.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -14,8 +14,11 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
-    fwlog::fwlog_bin, netns::HOST_V4, private_bpffs::PrivateBpffs, traffic::ping, Fwlog, NetNs,
-    TestNet,
+    fwlog::fwlog_bin,
+    netns::{self, HOST_V4},
+    private_bpffs::PrivateBpffs,
+    traffic::ping,
+    Fwlog, TestNet,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -172,7 +175,7 @@ impl Drop for HeldNamespace<'_> {
 #[test]
 fn a_namespace_held_only_by_a_bind_mount_keeps_its_pins() -> Result<()> {
     let bpffs = PrivateBpffs::new()?;
-    let elsewhere = NetNs::new("else")?;
+    let elsewhere = netns::create("else")?;
     let held = HeldNamespace::new(&bpffs)?;
     let netns = held.path();
     for args in [

@@ -350,7 +350,7 @@ fn ip_netns_exec_is_told_to_use_nsenter() -> Result<()> {
     let _cleanup = UninstallOnDrop(&net);
     fwlog_ok(&net, &["install", "--no-process", &net.host_if])?;
     let output: Output = Command::new("ip")
-        .args(["netns", "exec", &net.host.name])
+        .args(["netns", "exec", net.host.name()])
         .arg(fwlog_bin())
         .arg("uninstall")
         .env_remove("SSH_CONNECTION")

@@ -16,7 +16,7 @@ use fwlog_tests::{
     addr,
     netns::{HOST_V4, PEER_V4},
     traffic::udp_bind,
-    Fwlog, NetNs, TestNet,
+    Fwlog, NetNsGuard, TestNet,
 };
 use nix::sys::signal::Signal;
 
@@ -144,7 +144,7 @@ struct Rsyslogd {
 
 impl Rsyslogd {
     /// Starts `rsyslogd -n -f CONF`; for the collector, waits until it listens.
-    fn start(netns: &NetNs, conf: &Path, dir: &Path, what: &'static str) -> Result<Self> {
+    fn start(netns: &NetNsGuard, conf: &Path, dir: &Path, what: &'static str) -> Result<Self> {
         let child = netns
             .command("rsyslogd")
             .args(["-n", "-f"])
@@ -163,7 +163,7 @@ impl Rsyslogd {
         if what == "collect" {
             let deadline = Instant::now() + Duration::from_secs(10);
             while !netns
-                .exec("ss", &["-Hltn", &format!("sport = :{RELP_PORT}")])?
+                .output("ss", &["-Hltn", &format!("sport = :{RELP_PORT}")])?
                 .contains(RELP_PORT)
             {
                 if let Some(status) = rsyslogd

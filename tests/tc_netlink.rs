@@ -125,9 +125,9 @@ fn netlink_filters_count_flows_and_go_with_the_session() -> Result<()> {
 fn a_clsact_qdisc_that_was_there_stays_with_its_filters() -> Result<()> {
     let net = TestNet::new()?;
     net.host
-        .exec("tc", &["qdisc", "add", "dev", &net.host_if, "clsact"])?;
+        .output("tc", &["qdisc", "add", "dev", &net.host_if, "clsact"])?;
     // Someone else's classifier: classic BPF that matches nothing (`ret 0`).
-    net.host.exec(
+    net.host.output(
         "tc",
         &[
             "filter",
@@ -238,7 +238,7 @@ fn an_ingress_qdisc_is_refused_and_nothing_is_left() -> Result<()> {
     let net = TestNet::new()?;
     let before = net.host.saved_rules()?;
     net.host
-        .exec("tc", &["qdisc", "add", "dev", &net.host_if, "ingress"])?;
+        .output("tc", &["qdisc", "add", "dev", &net.host_if, "ingress"])?;
     let output = fwlog_command(&net.host)
         .args(["watch", &net.host_if])
         .env(NETLINK_MODE.0, NETLINK_MODE.1)

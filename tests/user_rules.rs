@@ -27,7 +27,7 @@ fn a_chain_fwlog_created_keeps_its_action_when_the_users_rules_jump_to_it() -> R
     let net = TestNet::new()?;
     let _listener = tcp_listen(&net.host, addr(HOST_V4, 2424))?;
     // A closed host: only what the user's rules accept gets in.
-    net.host.exec(
+    net.host.output(
         "iptables",
         &[
             "-A",
@@ -40,10 +40,10 @@ fn a_chain_fwlog_created_keeps_its_action_when_the_users_rules_jump_to_it() -> R
             "ACCEPT",
         ],
     )?;
-    net.host.exec("iptables", &["-P", "INPUT", "DROP"])?;
+    net.host.output("iptables", &["-P", "INPUT", "DROP"])?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
     // While fwlog runs, the user points a rule at its chain, as README suggests.
-    net.host.exec(
+    net.host.output(
         "iptables",
         &[
             "-I",
@@ -93,8 +93,8 @@ fn a_chain_fwlog_created_keeps_its_action_when_the_users_rules_jump_to_it() -> R
 #[test]
 fn a_users_own_empty_chain_survives() -> Result<()> {
     let net = TestNet::new()?;
-    net.host.exec("iptables", &["-N", "LOG_AND_REJECT"])?;
-    net.host.exec("ip6tables", &["-N", "LOG_AND_DROP"])?;
+    net.host.output("iptables", &["-N", "LOG_AND_REJECT"])?;
+    net.host.output("ip6tables", &["-N", "LOG_AND_DROP"])?;
     let before = net.host.saved_rules()?;
     let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
     assert!(fwlog.stop(Signal::SIGINT)?.success());
@@ -126,7 +126,7 @@ fn watch_lo_is_refused() -> Result<()> {
 
     // An interface that carries loopback addresses is refused the same way.
     net.host
-        .exec("ip", &["addr", "add", "127.1.0.1/8", "dev", &net.host_if])?;
+        .output("ip", &["addr", "add", "127.1.0.1/8", "dev", &net.host_if])?;
     let refused = fwlog_command(&net.host)
         .args(["watch", &net.host_if])
         .output()?;
@@ -147,7 +147,7 @@ fn watch_lo_is_refused() -> Result<()> {
 fn a_closed_output_policy_stays_closed() -> Result<()> {
     let net = TestNet::new()?;
     let _peer = tcp_listen(&net.peer, addr(PEER_V4, 8080))?;
-    net.host.exec("iptables", &["-P", "OUTPUT", "DROP"])?;
+    net.host.output("iptables", &["-P", "OUTPUT", "DROP"])?;
     assert!(
         !tcp_connect(&net.host, addr(PEER_V4, 8080), NO_ANSWER)?,
         "closed before"

@@ -16,7 +16,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::NetNs;
+use crate::NetNsGuard;
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
@@ -53,7 +53,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `program ARGS` inside `netns`, with its stdout and stderr in `log`.
-    pub fn start(netns: &NetNs, program: &str, args: &[&str], log: &Path) -> Result<Self> {
+    pub fn start(netns: &NetNsGuard, program: &str, args: &[&str], log: &Path) -> Result<Self> {
         let out =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
@@ -113,7 +113,7 @@ impl Drop for Daemon {
 
 /// `GET path` on `address` from inside `netns` (HTTP/1.0: the server closes after answering):
 /// the status code and the body.
-pub fn http_get(netns: &NetNs, address: SocketAddr, path: &str) -> Result<(u16, String)> {
+pub fn http_get(netns: &NetNsGuard, address: SocketAddr, path: &str) -> Result<(u16, String)> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
     let response = netns.enter(move || -> std::io::Result<Vec<u8>> {
         let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;

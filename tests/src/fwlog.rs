@@ -18,7 +18,7 @@ use nix::{
 };
 use serde_json::Value;
 
-use crate::NetNs;
+use crate::NetNsGuard;
 
 /// How long fwlog gets to load, install and print that it is watching.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -44,8 +44,8 @@ pub fn fwlog_bin() -> PathBuf {
 }
 
 /// `fwlog ARGS` run to completion in `netns`.
-pub fn fwlog_command(netns: &NetNs) -> Command {
-    let mut command = netns.command(&fwlog_bin().to_string_lossy());
+pub fn fwlog_command(netns: &NetNsGuard) -> Command {
+    let mut command = netns.command(fwlog_bin());
     // The SSH guard reads SSH_CONNECTION: tests that want it set it themselves.
     command
         .env("RUST_BACKTRACE", "1")
@@ -67,12 +67,12 @@ pub struct Fwlog {
 
 impl Fwlog {
     /// Starts `fwlog watch ARGS` in `netns` and waits until it says it is watching.
-    pub fn watch(netns: &NetNs, args: &[&str]) -> Result<Self> {
+    pub fn watch(netns: &NetNsGuard, args: &[&str]) -> Result<Self> {
         Self::watch_with_env(netns, args, &[])
     }
 
     /// [`Fwlog::watch`] with extra environment variables.
-    pub fn watch_with_env(netns: &NetNs, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+    pub fn watch_with_env(netns: &NetNsGuard, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let mut command = fwlog_command(netns);
         command.arg("watch").args(args).envs(env.iter().copied());
         let mut fwlog = Self::start(command, netns.path(), None)?;

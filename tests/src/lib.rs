@@ -13,7 +13,7 @@ pub mod tc;
 pub mod traffic;
 
 pub use fwlog::{fwlog_bin, Fwlog};
-pub use netns::{NetNs, TestNet};
+pub use netns::{NetNsGuard, TestNet};
 
 /// A socket address from a literal test address and a port.
 pub fn addr(ip: &str, port: u16) -> std::net::SocketAddr {

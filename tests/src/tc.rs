@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use aya::programs::{SchedClassifier, TcAttachType};
 use serde_json::Value;
 
-use crate::NetNs;
+use crate::NetNsGuard;
 
 /// Forces fwlog's netlink attach mode on kernels that have TCX (see fwlog's `tc_attach`).
 pub const NETLINK_MODE: (&str, &str) = ("FWLOG_TC_ATTACH", "netlink");
@@ -25,7 +25,7 @@ pub struct TcFilter {
 }
 
 /// The filters on the clsact hooks of `interface` (none when it has no clsact qdisc).
-pub fn filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
+pub fn filters(netns: &NetNsGuard, interface: &str) -> Result<Vec<TcFilter>> {
     let mut filters = Vec::new();
     for hook in ["ingress", "egress"] {
         let output = netns
@@ -59,7 +59,7 @@ pub fn filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
 }
 
 /// fwlog's flow programs among the filters of `interface`.
-pub fn fwlog_filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
+pub fn fwlog_filters(netns: &NetNsGuard, interface: &str) -> Result<Vec<TcFilter>> {
     Ok(filters(netns, interface)?
         .into_iter()
         .filter(|filter| {
@@ -72,8 +72,8 @@ pub fn fwlog_filters(netns: &NetNs, interface: &str) -> Result<Vec<TcFilter>> {
 }
 
 /// Whether `interface` has a clsact qdisc.
-pub fn has_clsact(netns: &NetNs, interface: &str) -> Result<bool> {
-    let shown = netns.exec("tc", &["-j", "qdisc", "show", "dev", interface])?;
+pub fn has_clsact(netns: &NetNsGuard, interface: &str) -> Result<bool> {
+    let shown = netns.output("tc", &["-j", "qdisc", "show", "dev", interface])?;
     let listed: Value = serde_json::from_str(&shown).context("tc's JSON")?;
     Ok(listed
         .as_array()
@@ -84,7 +84,7 @@ pub fn has_clsact(netns: &NetNs, interface: &str) -> Result<bool> {
 
 /// fwlog's flow programs on `interface`, as (hook, program name) sorted, whether attached as
 /// TCX links or as netlink filters.
-pub fn flow_programs(netns: &NetNs, interface: &str) -> Result<Vec<(&'static str, String)>> {
+pub fn flow_programs(netns: &NetNsGuard, interface: &str) -> Result<Vec<(&'static str, String)>> {
     let mut programs: Vec<(&'static str, String)> = fwlog_filters(netns, interface)?
         .into_iter()
         .filter_map(|filter| Some((filter.hook, filter.program?)))

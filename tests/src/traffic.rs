@@ -8,11 +8,11 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::NetNs;
+use crate::NetNsGuard;
 
 /// Tries a TCP connection from inside `from`. `Ok(true)`: connected; `Ok(false)`: no answer
 /// within `timeout` (dropped); `Err`: refused or another error.
-pub fn tcp_connect(from: &NetNs, to: SocketAddr, timeout: Duration) -> Result<bool> {
+pub fn tcp_connect(from: &NetNsGuard, to: SocketAddr, timeout: Duration) -> Result<bool> {
     let attempt = from.enter(move || TcpStream::connect_timeout(&to, timeout))?;
     match attempt {
         Ok(_) => Ok(true),
@@ -22,14 +22,14 @@ pub fn tcp_connect(from: &NetNs, to: SocketAddr, timeout: Duration) -> Result<bo
 }
 
 /// A TCP listener inside `netns`, accepting in the background (bounded) and reading nothing.
-pub fn tcp_listen(netns: &NetNs, at: SocketAddr) -> Result<TcpListener> {
+pub fn tcp_listen(netns: &NetNsGuard, at: SocketAddr) -> Result<TcpListener> {
     netns
         .enter(move || TcpListener::bind(at))?
         .with_context(|| format!("listening on {at}"))
 }
 
 /// A UDP socket bound inside `netns`.
-pub fn udp_bind(netns: &NetNs, at: SocketAddr) -> Result<UdpSocket> {
+pub fn udp_bind(netns: &NetNsGuard, at: SocketAddr) -> Result<UdpSocket> {
     let socket = netns
         .enter(move || UdpSocket::bind(at))?
         .with_context(|| format!("binding {at}"))?;
@@ -37,7 +37,7 @@ pub fn udp_bind(netns: &NetNs, at: SocketAddr) -> Result<UdpSocket> {
 }
 
 /// Sends one datagram from an ephemeral port inside `from`; returns the source address.
-pub fn udp_send(from: &NetNs, to: SocketAddr, payload: &[u8]) -> Result<SocketAddr> {
+pub fn udp_send(from: &NetNsGuard, to: SocketAddr, payload: &[u8]) -> Result<SocketAddr> {
     let bind: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
@@ -71,7 +71,7 @@ pub fn read_all(stream: &mut TcpStream, wait: Duration) -> Result<Vec<u8>> {
 }
 
 /// `ping -c 1` from `from`: whether a reply came back within a second.
-pub fn ping(from: &NetNs, to: &str) -> Result<bool> {
+pub fn ping(from: &NetNsGuard, to: &str) -> Result<bool> {
     let status = from
         .command("ping")
         .args(["-c", "1", "-W", "1", to])
@@ -83,7 +83,7 @@ pub fn ping(from: &NetNs, to: &str) -> Result<bool> {
 
 /// Sends `bytes` from `from` to a listener in `to`, which reads it all; closes both ways (FIN).
 pub fn tcp_transfer(
-    from: &NetNs,
+    from: &NetNsGuard,
     listener: TcpListener,
     to: SocketAddr,
     bytes: usize,

@@ -14,13 +14,14 @@ use crate::cmd::workspace_root;
 mod imports;
 
 /// The crates whose sources are checked.
-const CRATES: [&str; 6] = [
+const CRATES: [&str; 7] = [
     "fwlog",
     "fwlog-common",
     "fwlog-ebpf",
     "xtask",
     "tests",
     "packaging/tests",
+    "netns-guard",
 ];
 const MAX_LINES: usize = 600;
 

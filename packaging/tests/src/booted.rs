@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use fwlog_tests::NetNs;
+use fwlog_tests::NetNsGuard;
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -30,7 +30,7 @@ pub struct Booted {
 
 impl Booted {
     /// Boots `root` in `netns` and waits until systemd has started everything.
-    pub fn boot(root: &Root, netns: &NetNs) -> Result<Self> {
+    pub fn boot(root: &Root, netns: &NetNsGuard) -> Result<Self> {
         let console = root.path("/var/tmp/console.log");
         let log = File::create(&console).context("creating the console log")?;
         let nspawn = root

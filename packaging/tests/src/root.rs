@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use fwlog_tests::NetNs;
+use fwlog_tests::NetNsGuard;
 
 use crate::checked;
 
@@ -103,7 +103,7 @@ impl Root {
 
     /// systemd-nspawn on this root, in `netns`, with the container's own bpffs, started from
     /// the root's cgroups (so the container's cgroups go under them). Options follow.
-    pub fn nspawn(&self, netns: &NetNs) -> Command {
+    pub fn nspawn(&self, netns: &NetNsGuard) -> Command {
         // A shell moves itself into the cgroups, then becomes systemd-nspawn.
         let mut script = String::new();
         for cgroup in &self.cgroups {
@@ -136,7 +136,7 @@ impl Root {
     }
 
     /// Runs `script` with /bin/sh inside the root (not booted) and returns its output.
-    pub fn run(&self, netns: &NetNs, script: &str) -> Result<Output> {
+    pub fn run(&self, netns: &NetNsGuard, script: &str) -> Result<Output> {
         self.nspawn(netns)
             .args(["--pipe", "/bin/sh", "-c", script])
             .stdin(Stdio::null())
@@ -145,7 +145,7 @@ impl Root {
     }
 
     /// [`Root::run`] that fails unless `script` succeeds; returns its stdout.
-    pub fn run_ok(&self, netns: &NetNs, script: &str) -> Result<String> {
+    pub fn run_ok(&self, netns: &NetNsGuard, script: &str) -> Result<String> {
         checked(
             &format!("`{script}` in the Debian root"),
             self.run(netns, script)?,

@@ -27,7 +27,7 @@ use nix::{
 
 use super::{
     measure::task_cpu_ticks,
-    netns::{NetNs, HOST_ADDR, HOST_MAC, PEER_MAC},
+    netns::{NetNsGuard, HOST_ADDR, HOST_MAC, PEER_MAC},
     packet_socket::{PacketSocket, FRAME_CAP},
 };
 
@@ -204,7 +204,7 @@ impl FloodReport {
 
 /// Sends `flood` from threads inside `peer`, out of `peer_if`, and waits for them to finish.
 pub fn send(
-    peer: &NetNs,
+    peer: &NetNsGuard,
     peer_if: &str,
     flood: Flood,
     interrupted: &'static AtomicBool,

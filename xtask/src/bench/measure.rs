@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 
-use super::netns::NetNs;
+use super::netns::NetNsGuard;
 use crate::cmd;
 
 /// The chain that drops every flood packet, in every mode.
@@ -117,7 +117,7 @@ pub fn ticks_per_second() -> u64 {
 
 /// Packets dropped so far by `LOG_AND_DROP` in `host` (by its final `-j DROP` rule, or, in
 /// fwlog's chain, by the logging rules that drop themselves).
-pub fn chain_packets(host: &NetNs) -> Result<u64> {
+pub fn chain_packets(host: &NetNsGuard) -> Result<u64> {
     let saved = host.output("iptables-save", &["-c", "-t", "filter"])?;
     parse_chain_drop_packets(&saved, DROP_CHAIN).with_context(|| {
         format!(
@@ -143,7 +143,7 @@ pub fn parse_chain_drop_packets(saved: &str, chain: &str) -> Option<u64> {
 }
 
 /// conntrack's entry count in `host` (dropped NEW packets should leave none).
-pub fn conntrack_entries(host: &NetNs) -> Result<u64> {
+pub fn conntrack_entries(host: &NetNsGuard) -> Result<u64> {
     let count = host.output("cat", &["/proc/sys/net/netfilter/nf_conntrack_count"])?;
     count
         .trim()

@@ -1,18 +1,10 @@
 //! The bench's network: namespaces `fwb-host-<pid>` and `fwb-peer-<pid>` joined by a veth pair,
 //! deleted on drop (also on error or Ctrl-C), so the flood never leaves them.
 
-use std::{
-    fs::{self, File},
-    io::Write as _,
-    marker::PhantomData,
-    net::Ipv4Addr,
-    path::PathBuf,
-    process::{Command, Stdio},
-    thread::JoinHandle,
-};
+use std::{fs, net::Ipv4Addr, path::PathBuf, process::Command};
 
-use anyhow::{bail, Context as _, Result};
-use nix::sched::{setns, CloneFlags};
+use anyhow::{Context as _, Result};
+pub use netns_guard::NetNsGuard;
 
 use crate::cmd;
 
@@ -30,120 +22,10 @@ const PREFIX_LEN: u8 = 16;
 pub const HOST_MAC: [u8; 6] = [0x02, 0xfb, 0, 0, 0, 0x01];
 pub const PEER_MAC: [u8; 6] = [0x02, 0xfb, 0, 0, 0, 0x02];
 
-/// A network namespace made with `ip netns add`, deleted on drop. Not `Send`: it is owned by the
-/// thread that orchestrates the bench; threads that work inside it get its path.
-pub struct NetNs {
-    name: String,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl NetNs {
-    fn create(name: String) -> Result<Self> {
-        cmd::output(Command::new("ip").args(["netns", "add", &name])).with_context(|| {
-            format!("creating network namespace {name} (is iproute2 installed, and are we root?)")
-        })?;
-        Ok(NetNs {
-            name,
-            _not_send: PhantomData,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `/run/netns/NAME`.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    /// `program` run inside the namespace. `nsenter --net` (unlike `ip netns exec`) keeps the
-    /// mount namespace, so iptables sees fwlog's pins in /sys/fs/bpf; nsenter execs `program`, so
-    /// the child's pid is the program's.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net={}", self.path().display()))
-            .arg(program);
-        command
-    }
-
-    /// Runs `program ARGS` inside the namespace and returns its stdout.
-    pub fn output(&self, program: &str, args: &[&str]) -> Result<String> {
-        cmd::output(self.command(program).args(args))
-    }
-
-    /// Runs `program ARGS` inside the namespace with `input` on its standard input.
-    pub fn run_with_input(&self, program: &str, args: &[&str], input: &str) -> Result<()> {
-        let mut command = self.command(program);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let described = cmd::describe(&command);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("could not start `{described}`"))?;
-        let written = child
-            .stdin
-            .take()
-            .context("no standard input")
-            .and_then(|mut stdin| {
-                stdin
-                    .write_all(input.as_bytes())
-                    .context("writing standard input")
-            });
-        let output = child
-            .wait_with_output()
-            .with_context(|| format!("waiting for `{described}`"))?;
-        if !output.status.success() {
-            bail!(
-                "`{described}` failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        written.with_context(|| format!("feeding `{described}`"))
-    }
-
-    /// Runs `work` on a new thread that has entered this namespace: sockets it opens stay there.
-    pub fn spawn_inside<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<JoinHandle<Result<T>>> {
-        let namespace = File::open(self.path())
-            .with_context(|| format!("opening {}", self.path().display()))?;
-        let name = self.name.clone();
-        std::thread::Builder::new()
-            .name(format!("in {name}"))
-            .spawn(move || {
-                setns(&namespace, CloneFlags::CLONE_NEWNET)
-                    .with_context(|| format!("entering network namespace {name}"))?;
-                work()
-            })
-            .context("starting a thread")
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let deleted = cmd::output(Command::new("ip").args(["netns", "del", &self.name]));
-        if let Err(error) = deleted {
-            if !std::thread::panicking() {
-                eprintln!(
-                    "warning: {error:#}; delete it with `ip netns del {}`",
-                    self.name
-                );
-            }
-        }
-    }
-}
-
 /// The two namespaces and the veth pair between them (the pair dies with the namespaces).
 pub struct BenchNet {
-    pub host: NetNs,
-    pub peer: NetNs,
+    pub host: NetNsGuard,
+    pub peer: NetNsGuard,
     pub host_if: String,
     pub peer_if: String,
 }
@@ -151,8 +33,8 @@ pub struct BenchNet {
 impl BenchNet {
     pub fn create() -> Result<Self> {
         let pid = std::process::id();
-        let host = NetNs::create(format!("{NAME_PREFIX}host-{pid}"))?;
-        let peer = NetNs::create(format!("{NAME_PREFIX}peer-{pid}"))?;
+        let host = NetNsGuard::create(format!("{NAME_PREFIX}host-{pid}"))?;
+        let peer = NetNsGuard::create(format!("{NAME_PREFIX}peer-{pid}"))?;
         // "fwbh" + at most 7 digits of a pid: within IFNAMSIZ (15).
         let host_if = format!("fwbh{pid}");
         let peer_if = format!("fwbp{pid}");

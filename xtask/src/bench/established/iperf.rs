@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::bench::{
     modes::child::{stop_with_parent, ChildGuard},
-    netns::{NetNs, PEER_ADDR},
+    netns::{NetNsGuard, PEER_ADDR},
 };
 
 /// iperf3's usual port.
@@ -52,7 +52,7 @@ pub struct Server {
 
 impl Server {
     /// Starts the server and waits until it listens.
-    pub fn start(peer: &NetNs) -> Result<Self> {
+    pub fn start(peer: &NetNsGuard) -> Result<Self> {
         let mut command = peer.command("iperf3");
         command
             .args(["--server", "--one-off", "--bind"])
@@ -109,7 +109,7 @@ pub struct BulkResult {
 }
 
 /// Runs the client in `host` for `secs` seconds (plus the omitted start).
-pub fn run_client(host: &NetNs, secs: u64) -> Result<BulkResult> {
+pub fn run_client(host: &NetNsGuard, secs: u64) -> Result<BulkResult> {
     // The last CPU: the bench's own threads and the collector tend to start on the first.
     let cpu = std::thread::available_parallelism().map_or(1, usize::from) - 1;
     let mut command: Command = host.command("iperf3");

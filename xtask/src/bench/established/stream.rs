@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::bench::{
     generator::{write_packet, Endpoints, Proto},
     measure::task_cpu_ticks,
-    netns::{BenchNet, NetNs, HOST_ADDR, PEER_ADDR},
+    netns::{BenchNet, NetNsGuard, HOST_ADDR, PEER_ADDR},
     packet_socket::{PacketSocket, FRAME_CAP},
 };
 
@@ -100,7 +100,7 @@ pub struct StreamReport {
 /// Sends the stream's datagram from `peer` out of `peer_if` for `duration`, `batch` frames per
 /// sendmmsg.
 pub fn send(
-    peer: &NetNs,
+    peer: &NetNsGuard,
     peer_if: &str,
     ends: Endpoints,
     duration: Duration,
@@ -146,7 +146,7 @@ pub struct UdpCounters {
 }
 
 impl UdpCounters {
-    pub fn read(netns: &NetNs) -> Result<Self> {
+    pub fn read(netns: &NetNsGuard) -> Result<Self> {
         let snmp = netns.output("cat", &["/proc/net/snmp"])?;
         parse_udp_counters(&snmp).with_context(|| {
             format!(

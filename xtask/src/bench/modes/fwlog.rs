@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use nix::sys::signal::Signal;
 
 use super::child::{stop_with_parent, ChildGuard, OutputTail};
-use crate::{bench::netns::NetNs, cmd};
+use crate::{bench::netns::NetNsGuard, cmd};
 
 /// What marks a verdict line (fwlog writes fixed field names, no spaces).
 const VERDICT_MARKER: &str = "\"event_type\":\"verdict\"";
@@ -50,7 +50,7 @@ impl FwlogConsumer {
     /// Starts `fwlog watch` and waits until it says it is watching.
     pub fn start(
         binary: &Path,
-        host: &NetNs,
+        host: &NetNsGuard,
         host_if: &str,
         ring_size: &str,
         extra_args: &[String],

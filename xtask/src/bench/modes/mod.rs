@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use self::{fwlog::FwlogConsumer, kmsg::KmsgReader, ulogd::UlogdConsumer};
 use super::{
     measure,
-    netns::{BenchNet, NetNs},
+    netns::{BenchNet, NetNsGuard},
 };
 
 /// The article's prefix for dropped connections (`--log-prefix '[OY-D]:'`).
@@ -143,7 +143,7 @@ pub fn leftover_rules(saved: &str) -> Vec<String> {
 }
 
 /// What is left in `host`'s IPv4 and IPv6 filter tables.
-pub fn host_leftovers(host: &NetNs) -> Result<Vec<String>> {
+pub fn host_leftovers(host: &NetNsGuard) -> Result<Vec<String>> {
     let mut left = Vec::new();
     for save in ["iptables-save", "ip6tables-save"] {
         left.extend(leftover_rules(&host.output(save, &["-t", "filter"])?));
@@ -152,7 +152,7 @@ pub fn host_leftovers(host: &NetNs) -> Result<Vec<String>> {
 }
 
 /// Empties `host`'s IPv4 and IPv6 filter tables.
-pub fn reset_rules(host: &NetNs) -> Result<()> {
+pub fn reset_rules(host: &NetNsGuard) -> Result<()> {
     for restore in ["iptables-restore", "ip6tables-restore"] {
         host.run_with_input(restore, &["--wait"], EMPTY_FILTER)
             .with_context(|| format!("emptying {}'s filter table", host.name()))?;

@@ -17,7 +17,7 @@ use super::{
     child::{stop_with_parent, ChildGuard, OutputTail},
     NFLOG_GROUP,
 };
-use crate::{bench::netns::NetNs, cmd};
+use crate::{bench::netns::NetNsGuard, cmd};
 
 const PACKAGES: [&str; 2] = ["ulogd2", "ulogd2-json"];
 /// The plugins of the stack; the JSON one comes with ulogd2-json.
@@ -197,7 +197,7 @@ pub struct UlogdConsumer {
 
 impl UlogdConsumer {
     /// Starts ulogd and waits until it has bound the NFLOG group.
-    pub fn start(ulogd: &Ulogd, host: &NetNs, out_dir: &Path, run_name: &str) -> Result<Self> {
+    pub fn start(ulogd: &Ulogd, host: &NetNsGuard, out_dir: &Path, run_name: &str) -> Result<Self> {
         let json_file = out_dir.join(format!("{run_name}.ulogd.json"));
         let log_file = out_dir.join(format!("{run_name}.ulogd.log"));
         let config_file = out_dir.join(format!("{run_name}.ulogd.conf"));
@@ -268,7 +268,7 @@ impl UlogdConsumer {
 
 /// Whether a process in `host` listens on the NFLOG group (/proc/net/netfilter/nfnetlink_log:
 /// one line per bound group, the group number first).
-fn group_bound(host: &NetNs) -> Result<bool> {
+fn group_bound(host: &NetNsGuard) -> Result<bool> {
     let groups = host.output("cat", &["/proc/net/netfilter/nfnetlink_log"])?;
     Ok(groups
         .lines()
