@@ -5,8 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
-    addr, fwlog::fwlog_command, netns::PEER_V4, traffic::udp_bind, traffic::udp_send, Fwlog,
-    TestNet,
+    addr, fwlog::fwlog_command, netns::PEER_V4, patient, traffic::udp_bind, traffic::udp_send,
+    Fwlog, TestNet,
 };
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
@@ -121,12 +121,22 @@ fn sighup_reopens_the_output_file() -> Result<()> {
         &["--output", &path, "--events", "verdict", &net.host_if],
     )?;
     udp_send(&net.host, addr(PEER_V4, 7200), b"before")?;
-    std::thread::sleep(Duration::from_millis(400));
+    // The first line must be in the file before it moves, however slow the machine.
+    let deadline = std::time::Instant::now() + patient(Duration::from_secs(5));
+    while !std::fs::read_to_string(&file).is_ok_and(|lines| lines.contains("\"dest_port\":7200")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line for port 7200 in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::fs::rename(&file, &moved)?;
     kill(fwlog.pid().context("running")?, Signal::SIGHUP)?;
-    std::thread::sleep(Duration::from_millis(200));
+    // Nothing shows that fwlog took the signal: the reopen happens at its next write.
+    std::thread::sleep(patient(Duration::from_millis(200)));
     udp_send(&net.host, addr(PEER_V4, 7201), b"after")?;
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(patient(Duration::from_millis(400)));
     assert!(
         fwlog.pid().is_some(),
         "SIGHUP with --output does not stop fwlog"

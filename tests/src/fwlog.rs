@@ -133,9 +133,9 @@ impl Fwlog {
 
     /// Waits until fwlog says it is watching and, if it gave connectionless flows a grace,
     /// until the policy applies to them too; kills it if that does not happen within
-    /// [`START_TIMEOUT`] each.
+    /// [`START_TIMEOUT`] each (stretched by [`crate::slowdown`]).
     pub fn wait_until_watching(&mut self) -> Result<()> {
-        match self.ready.recv_timeout(START_TIMEOUT) {
+        match self.ready.recv_timeout(crate::patient(START_TIMEOUT)) {
             Ok(()) if self.stderr_text().contains(GRACE_STARTS) => {
                 self.wait_for_message(GRACE_ENDS, START_TIMEOUT)
             }
@@ -150,8 +150,9 @@ impl Fwlog {
         }
     }
 
-    /// Waits (bounded) until fwlog has said a line containing `text`.
+    /// Waits (bounded, stretched by [`crate::slowdown`]) until fwlog has said a line containing `text`.
     pub fn wait_for_message(&self, text: &str, timeout: Duration) -> Result<()> {
+        let timeout = crate::patient(timeout);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.stderr_text().contains(text) {
@@ -170,7 +171,8 @@ impl Fwlog {
         if let Some(i) = self.seen.iter().position(&matches) {
             return Ok(self.seen.remove(i));
         }
-        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let timeout = crate::patient(EVENT_TIMEOUT);
+        let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
@@ -178,7 +180,7 @@ impl Fwlog {
                 Ok(event) => self.seen.push(event),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return Err(anyhow!(
-                        "no event {what} within {EVENT_TIMEOUT:?}; events: {:#?}; fwlog said: {}",
+                        "no event {what} within {timeout:?}; events: {:#?}; fwlog said: {}",
                         self.seen,
                         self.stderr_text()
                     ))
@@ -190,6 +192,7 @@ impl Fwlog {
     /// Every event that arrives within `quiet` of the previous one (or of the call).
     pub fn collect_events(&mut self, quiet: Duration) -> Vec<Value> {
         let mut events = std::mem::take(&mut self.seen);
+        let quiet = crate::patient(quiet);
         while let Ok(event) = self.events.recv_timeout(quiet) {
             events.push(event);
         }
@@ -204,7 +207,8 @@ impl Fwlog {
     pub fn stop(&mut self, signal: Signal) -> Result<ExitStatus> {
         let mut child = self.child.take().context("fwlog already stopped")?;
         kill(Pid::from_raw(child.id() as i32), signal).context("signalling fwlog")?;
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let timeout = crate::patient(Duration::from_secs(15));
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().context("waiting for fwlog")? {
                 // Let the reader threads catch the last lines.
@@ -214,15 +218,16 @@ impl Fwlog {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("fwlog did not exit within 15 s of {signal}");
+                bail!("fwlog did not exit within {timeout:?} of {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Waits (bounded) for fwlog to exit by itself.
+    /// Waits (bounded, stretched by [`crate::slowdown`]) for fwlog to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let child = self.child.as_mut().context("fwlog already stopped")?;
+        let timeout = crate::patient(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().context("waiting for fwlog")? {

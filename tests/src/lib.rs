@@ -20,6 +20,22 @@ pub fn addr(ip: &str, port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::new(ip.parse().expect("a literal test address"), port)
 }
 
+/// How many times longer than usual the fixtures wait for fwlog to start, to print an expected
+/// event and to exit: `FWLOG_TEST_SLOWDOWN`, which `cargo xtask test --kernel` sets for guests
+/// under software emulation; 1 when unset.
+pub fn slowdown() -> u32 {
+    std::env::var("FWLOG_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|factor| factor.parse().ok())
+        .filter(|factor| *factor >= 1)
+        .unwrap_or(1)
+}
+
+/// `wait` stretched by [`slowdown`].
+pub fn patient(wait: std::time::Duration) -> std::time::Duration {
+    wait * slowdown()
+}
+
 /// Fails the test, saying why, unless it runs as root: these tests need to create network
 /// namespaces, load eBPF programs and change iptables.
 pub fn require_root() {
