@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod deb;
+mod kernel_matrix;
 mod run;
 mod setup;
 mod test;
@@ -24,28 +25,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need (nightly rust-src, bpf-linker, iptables & co, bpffs).
-    Setup,
+    Setup(kernel_matrix::SetupOptions),
     /// Build fwlog, eBPF programs included, and print the binary's path.
     Build(build::Options),
     /// Build fwlog and run it as root with the arguments after `--`.
     Run(run::Options),
-    /// Check formatting and lints, then run the unit and kernel tests.
+    /// Check formatting and lints, then run the unit and kernel tests (with --kernel: the kernel tests in qemu guests on Debian kernels).
     Test(test::Options),
     /// Flood new connections through fwlog, `-j LOG`, NFLOG + ulogd and no logging; compare losses and CPU
     /// (`--established`: what fwlog costs the traffic of open connections).
     Bench(bench::Options),
     /// Build the Debian package (fwlog_VERSION_amd64.deb); with `--test`, test it too.
     Deb(deb::Options),
+    /// Inside a kernel-matrix guest: run the test binaries of the host's plan (`test --kernel` starts it).
+    #[command(hide = true)]
+    KernelGuest(kernel_matrix::guest::Options),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().task {
-        Task::Setup => setup::run()?,
+        Task::Setup(options) => {
+            setup::run()?;
+            kernel_matrix::setup(options)?;
+        }
         Task::Build(options) => build::run(options)?,
         Task::Run(options) => return run::run(options),
         Task::Test(options) => test::run(options)?,
         Task::Bench(options) => bench::run(options)?,
         Task::Deb(options) => deb::run(options)?,
+        Task::KernelGuest(options) => return kernel_matrix::guest::run(options),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,17 +6,27 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use nix::unistd::geteuid;
 
-use crate::{build, cmd, setup};
+use crate::{build, cmd, kernel_matrix, setup};
 
 #[derive(Args)]
 pub struct Options {
-    /// Extra arguments for `cargo test`, after `--` (e.g. a test name, or `-- --nocapture`).
+    /// Extra arguments for `cargo test`, after `--` (e.g. a test name, or `-- --nocapture`); with
+    /// --kernel, arguments for each test binary (a test name, `--exact`, `--skip NAME`).
     #[arg(last = true)]
     cargo_test_args: Vec<OsString>,
+    #[command(
+        flatten,
+        next_help_heading = "Kernel matrix (qemu guests on Debian's kernels)"
+    )]
+    matrix: kernel_matrix::MatrixOptions,
 }
 
 /// `cargo xtask test`: stops at the first failing step.
 pub fn run(options: Options) -> Result<()> {
+    if !options.matrix.kernels.is_empty() {
+        // With --kernel, what follows `--` goes to each test binary in the guests.
+        return kernel_matrix::run(options.matrix, &options.cargo_test_args);
+    }
     let started = Instant::now();
     setup::prepare(setup::Report::ChangesOnly)?;
     let fwlog = build::build_fwlog(false)?;
@@ -115,5 +125,31 @@ mod tests {
             panic!("`xtask test -- ...` did not parse as the test task");
         };
         assert_eq!(options.cargo_test_args, ["netns", "--", "--nocapture"]);
+        assert!(options.matrix.kernels.is_empty());
+    }
+
+    #[test]
+    fn kernel_selects_the_matrix_and_its_options_need_it() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "test",
+            "--kernel",
+            "6.1,6.12",
+            "--backend",
+            "both",
+            "--",
+            "flows",
+        ]);
+        let Ok(Cli {
+            task: Task::Test(options),
+        }) = cli
+        else {
+            panic!("`xtask test --kernel 6.1,6.12 --backend both` did not parse");
+        };
+        assert_eq!(options.matrix.kernels.len(), 2);
+        assert_eq!(options.cargo_test_args, ["flows"]);
+        assert!(Cli::try_parse_from(["xtask", "test", "--kernel", "all"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "test", "--kernel", "5.10"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "test", "--backend", "legacy"]).is_err());
     }
 }

@@ -1,0 +1,353 @@
+//! The kernel matrix (`cargo xtask test --kernel 6.1|6.12|all`): boots Debian's kernels under
+//! qemu with virtme-ng, the host's root filesystem copy-on-write, and runs the kernel tests built
+//! on the host inside each guest, with one or both iptables backends.
+
+mod accel;
+mod apt;
+mod backend;
+mod binaries;
+mod child;
+pub mod guest;
+mod kernels;
+mod plan;
+mod report;
+mod results;
+mod tools;
+mod vng;
+
+use std::{
+    env,
+    ffi::OsString,
+    fs::{self, File},
+    io::{BufRead as _, BufReader, Read, Write as _},
+    path::Path,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+
+use self::{
+    accel::{Accel, AccelChoice},
+    backend::BackendChoice,
+    child::Ending,
+    kernels::{ImagePackage, KernelChoice, Series},
+    plan::{Plan, TestBinary},
+    report::{GuestRun, Row},
+    tools::Tools,
+};
+use crate::{build, cmd, setup};
+
+#[derive(Args)]
+pub struct MatrixOptions {
+    /// Run the kernel tests in qemu guests on these Debian kernels instead of on the running one
+    /// (6.1, 6.12, or all; comma-separated or repeated). Formatting, lints and unit tests are left
+    /// to the plain `cargo xtask test`.
+    #[arg(long = "kernel", value_delimiter = ',', value_name = "SERIES")]
+    pub kernels: Vec<KernelChoice>,
+    /// iptables backend the guests' tests use: nft, legacy, or both (one after the other in each guest).
+    #[arg(long, value_enum, default_value = "nft", requires = "kernels")]
+    backend: BackendChoice,
+    /// How qemu runs the guests: auto uses KVM only where it can boot a stock kernel.
+    #[arg(long, value_enum, default_value = "auto", requires = "kernels")]
+    accel: AccelChoice,
+    /// CPUs per guest.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), requires = "kernels")]
+    cpus: u32,
+    /// Memory per guest (qemu's -m: 2G, 3072M).
+    #[arg(long, default_value = "2G", requires = "kernels")]
+    memory: String,
+    /// Test binaries run at once in a guest (each runs its tests on --test-threads threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16), requires = "kernels")]
+    jobs: u64,
+    /// libtest's --test-threads for each test binary in a guest.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64), requires = "kernels")]
+    test_threads: u64,
+    /// How many times longer the tests' fixtures wait for fwlog (FWLOG_TEST_SLOWDOWN); default
+    /// 1 under KVM and 10 under software emulation.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100), requires = "kernels")]
+    slowdown: Option<u32>,
+    /// Minutes a test binary may run in a guest before it is killed and its unfinished tests fail.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600), requires = "kernels")]
+    binary_timeout_mins: u64,
+    /// Minutes a guest may run, boot included, before it is stopped and its unfinished tests fail.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=600), requires = "kernels")]
+    guest_timeout_mins: u64,
+}
+
+/// The tests' patience under software emulation: fwlog's start (mostly the kernel's verifier)
+/// takes this many times longer in a TCG guest than on the host.
+const SLOWDOWN_UNDER_TCG: u32 = 10;
+
+/// `cargo xtask setup --kernel …`.
+#[derive(Args)]
+pub struct SetupOptions {
+    /// Also install what the kernel matrix needs for these kernels (6.1, 6.12, all): qemu,
+    /// busybox-static, virtme-ng and the newest Debian image of each.
+    #[arg(long = "kernel", value_delimiter = ',', value_name = "SERIES")]
+    kernels: Vec<KernelChoice>,
+}
+
+/// Installs the matrix's tools and kernel images when `--kernel` asks for them.
+pub fn setup(options: SetupOptions) -> Result<()> {
+    if options.kernels.is_empty() {
+        return Ok(());
+    }
+    let tools = tools::prepare(&build::target_dir()?)?;
+    println!(
+        "ok: qemu, busybox-static, virtme-ng ({})",
+        tools.vng.display()
+    );
+    for series in kernels::expand(&options.kernels) {
+        let image = kernels::ensure_image(series)?;
+        println!(
+            "ok: {series}: {} ({})",
+            image.package,
+            image.image().display()
+        );
+    }
+    Ok(())
+}
+
+/// The timings that make up one matrix run, for its closing report.
+struct Timings {
+    setup: Duration,
+    build: Duration,
+    guests: Vec<(String, f64, f64)>,
+}
+
+/// `cargo xtask test --kernel …`: `test_args` go to every test binary (a filter, `--exact`, `--skip NAME`).
+pub fn run(options: MatrixOptions, test_args: &[OsString]) -> Result<()> {
+    let started = Instant::now();
+    let test_args = test_args
+        .iter()
+        .map(|arg| {
+            arg.to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("test argument {arg:?} is not UTF-8"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    setup::prepare(setup::Report::ChangesOnly)?;
+    let target_dir = build::target_dir()?;
+    let tools = tools::prepare(&target_dir)?;
+    let images = kernels::expand(&options.kernels)
+        .into_iter()
+        .map(|series| Ok((series, kernels::ensure_image(series)?)))
+        .collect::<Result<Vec<(Series, ImagePackage)>>>()?;
+    let setup_time = started.elapsed();
+
+    let fwlog = build::build_fwlog(false)?;
+    let binaries = binaries::build()?;
+    let expected = binaries
+        .iter()
+        .map(|binary| Ok((binary.clone(), listed_tests(binary, &test_args)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let build_time = started.elapsed() - setup_time;
+    let test_count: usize = expected.iter().map(|(_, tests)| tests.len()).sum();
+    if test_count == 0 {
+        bail!("no kernel test matches {test_args:?}");
+    }
+
+    let (accel, why) = accel::choose(options.accel);
+    let slowdown = options.slowdown.unwrap_or(match accel {
+        Accel::Kvm => 1,
+        Accel::Tcg => SLOWDOWN_UNDER_TCG,
+    });
+    let backends = options.backend.backends();
+    let backend_names: Vec<String> = backends.iter().map(ToString::to_string).collect();
+    println!(
+        "kernel matrix: {} on {}, iptables {}; {} tests in {} binaries per run; qemu with {accel} ({why}), \
+         {} CPUs and {} per guest, test waits ×{slowdown}",
+        images.len(),
+        images
+            .iter()
+            .map(|(_, image)| image.release.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        backend_names.join(" then "),
+        test_count,
+        binaries.len(),
+        options.cpus,
+        options.memory,
+    );
+    child::catch_interrupts()?;
+
+    let xtask = env::current_exe().context("cannot find xtask's own executable")?;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut timings = Timings {
+        setup: setup_time,
+        build: build_time,
+        guests: Vec::new(),
+    };
+    for (series, image) in &images {
+        if child::interrupted() {
+            break;
+        }
+        let dir = target_dir.join("kernel-matrix").join(series.name());
+        let plan = Plan {
+            release: image.release.clone(),
+            backends: backends.clone(),
+            fwlog: fwlog.clone(),
+            binaries: binaries.clone(),
+            test_args: test_args.clone(),
+            test_threads: usize::try_from(options.test_threads).unwrap_or(1),
+            jobs: usize::try_from(options.jobs).unwrap_or(1),
+            slowdown,
+            binary_timeout_secs: options.binary_timeout_mins * 60,
+            results: dir.clone(),
+        };
+        let guest = boot(&tools, &xtask, image, &plan, accel, &options)?;
+        let guest_rows = report::rows(&guest, &expected);
+        println!("\n{}", report::render(&guest_rows));
+        let boot_secs = guest.report.as_ref().map_or(0.0, |report| report.boot_secs);
+        timings
+            .guests
+            .push((image.release.clone(), boot_secs, guest.wall_secs));
+        rows.extend(guest_rows);
+    }
+
+    println!(
+        "\nkernel matrix ({accel}, {} CPUs, {}):",
+        options.cpus, options.memory
+    );
+    print!("{}", report::render(&rows));
+    println!();
+    print!("{}", report::render_verified(&rows));
+    println!(
+        "\ntime: setup {:.0} s, build {:.0} s",
+        timings.setup.as_secs_f64(),
+        timings.build.as_secs_f64()
+    );
+    for (release, boot_secs, wall_secs) in &timings.guests {
+        println!("time: {release}: {wall_secs:.0} s in all, {boot_secs:.0} s of it booting");
+    }
+    println!("time: {:.0} s in all", started.elapsed().as_secs_f64());
+    println!("{}", report::closing_line(&rows));
+    if child::interrupted() {
+        bail!("interrupted: the guests were stopped; the matrix above is partial");
+    }
+    if rows.len() < images.len() * backends.len() || !rows.iter().all(Row::ok) {
+        bail!(
+            "the kernel matrix failed: see the table above and the logs under {}",
+            target_dir.join("kernel-matrix").display()
+        );
+    }
+    Ok(())
+}
+
+/// The tests a binary would run with `test_args`, from its `--list` on the host.
+fn listed_tests(binary: &TestBinary, test_args: &[String]) -> Result<Vec<String>> {
+    let mut list = Command::new(&binary.path);
+    list.args(test_args).args(["--list", "--format", "terse"]);
+    let listed = cmd::output(&mut list)
+        .with_context(|| format!("cannot list the tests of {}", binary.path.display()))?;
+    Ok(results::listed_tests(&listed))
+}
+
+/// Boots one guest on `image`, runs `plan` in it, and collects what it left.
+fn boot(
+    tools: &Tools,
+    xtask: &Path,
+    image: &ImagePackage,
+    plan: &Plan,
+    accel: Accel,
+    options: &MatrixOptions,
+) -> Result<GuestRun> {
+    let dir = &plan.results;
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let plan_path = dir.join(plan::PLAN_FILE);
+    plan::write_json(&plan_path, plan)?;
+
+    let guest = vng::Guest {
+        image: &image.image(),
+        cpus: options.cpus,
+        memory: &options.memory,
+        accel,
+        shared_dir: dir,
+        command: vec![
+            xtask.into(),
+            "kernel-guest".into(),
+            plan_path.clone().into(),
+        ],
+    };
+    let mut command = Command::new(&tools.vng);
+    command
+        .args(guest.vng_args()?)
+        .env("PATH", &tools.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    println!(
+        "\n{}: booting ({}), logs in {}",
+        image.release,
+        cmd::describe(&command),
+        dir.display()
+    );
+    let console_path = dir.join("console.log");
+    let console = Arc::new(Mutex::new(
+        File::create(&console_path)
+            .with_context(|| format!("creating {}", console_path.display()))?,
+    ));
+    let started = Instant::now();
+    let mut vng = child::spawn(&mut command)?;
+    let tees: Vec<_> = [
+        vng.stdout
+            .take()
+            .map(|out| Box::new(out) as Box<dyn Read + Send>),
+        vng.stderr
+            .take()
+            .map(|err| Box::new(err) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let console = Arc::clone(&console);
+        let prefix = format!("[{}] ", image.release);
+        std::thread::spawn(move || tee(stream, &prefix, &console))
+    })
+    .collect();
+    let timeout = Duration::from_secs(options.guest_timeout_mins * 60);
+    let ending = child::wait(&mut vng, timeout)?;
+    for tee in tees {
+        let _ = tee.join();
+    }
+    let wall_secs = started.elapsed().as_secs_f64();
+    let ending = match ending {
+        Ending::Exited(status) if status.success() => None,
+        Ending::Exited(status) => Some(match status.code() {
+            Some(code) => format!("vng exited {code}"),
+            None => format!("vng ended by {status}"),
+        }),
+        Ending::TimedOut => Some(format!(
+            "stopped after {} min (--guest-timeout-mins)",
+            options.guest_timeout_mins
+        )),
+        Ending::Interrupted => Some("stopped: interrupted".to_owned()),
+    };
+    let report = plan::read_json(&dir.join(plan::REPORT_FILE)).ok();
+    Ok(GuestRun {
+        release: image.release.clone(),
+        dir: dir.clone(),
+        backends: plan.backends.clone(),
+        wall_secs,
+        ending,
+        report,
+    })
+}
+
+/// Copies a guest's output line by line to the terminal (prefixed with its kernel) and to console.log.
+fn tee(stream: Box<dyn Read + Send>, prefix: &str, console: &Mutex<File>) {
+    for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches('\r');
+        println!("{prefix}{line}");
+        if let Ok(mut file) = console.lock() {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
