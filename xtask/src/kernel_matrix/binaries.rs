@@ -1,7 +1,12 @@
 //! The kernel test binaries, built on the host: `cargo test --no-run` with JSON messages names
-//! each executable, which the guest then runs from the host's files.
+//! each executable; they, fwlog and xtask are copied aside for the guests, which read the host's
+//! files, so a build during a long matrix run cannot change what a guest runs.
 
-use std::process::Stdio;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
@@ -38,6 +43,39 @@ pub fn build() -> Result<Vec<TestBinary>> {
         bail!("`{}` built no test binary", cmd::describe(&cargo));
     }
     Ok(binaries)
+}
+
+/// The programs a guest runs, copied into a directory of their own.
+pub struct Frozen {
+    pub binaries: Vec<TestBinary>,
+    pub fwlog: PathBuf,
+    pub xtask: PathBuf,
+}
+
+/// Copies the test binaries, fwlog and xtask into `dir` (emptied first).
+pub fn freeze(binaries: &[TestBinary], fwlog: &Path, xtask: &Path, dir: &Path) -> Result<Frozen> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let copy = |from: &Path, name: &str| -> Result<PathBuf> {
+        let to = dir.join(name);
+        fs::copy(from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        Ok(to)
+    };
+    let mut frozen = Vec::new();
+    for binary in binaries {
+        frozen.push(TestBinary {
+            name: binary.name.clone(),
+            path: copy(&binary.path, &format!("test-{}", binary.name))?,
+        });
+    }
+    Ok(Frozen {
+        binaries: frozen,
+        fwlog: copy(fwlog, "fwlog")?,
+        xtask: copy(xtask, "xtask")?,
+    })
 }
 
 /// fwlog-tests' `[[test]]` executables among cargo's JSON messages (not its library's unit-test

@@ -175,6 +175,12 @@ pub fn run(options: MatrixOptions, test_args: &[OsString]) -> Result<()> {
     child::catch_interrupts()?;
 
     let xtask = env::current_exe().context("cannot find xtask's own executable")?;
+    let frozen = binaries::freeze(
+        &binaries,
+        &fwlog,
+        &xtask,
+        &target_dir.join("kernel-matrix").join("bin"),
+    )?;
     let mut rows: Vec<Row> = Vec::new();
     let mut timings = Timings {
         setup: setup_time,
@@ -189,8 +195,8 @@ pub fn run(options: MatrixOptions, test_args: &[OsString]) -> Result<()> {
         let plan = Plan {
             release: image.release.clone(),
             backends: backends.clone(),
-            fwlog: fwlog.clone(),
-            binaries: binaries.clone(),
+            fwlog: frozen.fwlog.clone(),
+            binaries: frozen.binaries.clone(),
             test_args: test_args.clone(),
             test_threads: usize::try_from(options.test_threads).unwrap_or(1),
             jobs: usize::try_from(options.jobs).unwrap_or(1),
@@ -198,7 +204,7 @@ pub fn run(options: MatrixOptions, test_args: &[OsString]) -> Result<()> {
             binary_timeout_secs: options.binary_timeout_mins * 60,
             results: dir.clone(),
         };
-        let guest = boot(&tools, &xtask, image, &plan, accel, &options)?;
+        let guest = boot(&tools, &frozen.xtask, image, &plan, accel, &options)?;
         let guest_rows = report::rows(&guest, &expected);
         println!("\n{}", report::render(&guest_rows));
         let boot_secs = guest.report.as_ref().map_or(0.0, |report| report.boot_secs);
