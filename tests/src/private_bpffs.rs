@@ -43,7 +43,7 @@ impl PrivateBpffs {
             let _ = ready_tx.send(line);
         });
         let bpffs = PrivateBpffs { holder };
-        match ready.recv_timeout(Duration::from_secs(10)) {
+        match ready.recv_timeout(crate::patient(Duration::from_secs(10))) {
             Ok(line) if line.trim() == "ready" => Ok(bpffs),
             other => bail!("the private mount namespace did not start: {other:?}"),
         }
