@@ -235,13 +235,19 @@ pub fn render_verified(rows: &[Row]) -> String {
         .iter()
         .map(|row| format!("{} {}", row.kernel, row.backend))
         .collect();
-    let _ = write!(out, "{:<16}", "verified insns");
+    let name_width = programs
+        .iter()
+        .map(|program| program.len())
+        .max()
+        .unwrap_or(0)
+        .max("verified insns".len());
+    let _ = write!(out, "{:<name_width$}", "verified insns");
     for column in &columns {
         let _ = write!(out, " {column:>width$}", width = column.len().max(8));
     }
     out.push('\n');
     for program in programs {
-        let _ = write!(out, "{program:<16}");
+        let _ = write!(out, "{program:<name_width$}");
         for (row, column) in rows.iter().zip(&columns) {
             let count = row
                 .verified

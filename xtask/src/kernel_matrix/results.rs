@@ -37,10 +37,20 @@ pub fn parse_log(log: &str) -> LogOutcome {
                 _ if result.starts_with("ignored") => outcome.ignored += 1,
                 _ => {}
             }
-        } else if let Some(count) = verified_line(line) {
-            if !outcome.verified.contains(&count) {
-                outcome.verified.push(count);
-            }
+        } else if let Some((name, count)) = verified_line(line) {
+            // The kernel keeps 15 bytes of a program's name: verdict_accept_new and
+            // verdict_accept_related are both `verdict_accept_`, told apart by their order.
+            let seen = outcome
+                .verified
+                .iter()
+                .filter(|(other, _)| other == &name || other.starts_with(&format!("{name} #")))
+                .count();
+            let name = if seen == 0 {
+                name
+            } else {
+                format!("{name} #{}", seen + 1)
+            };
+            outcome.verified.push((name, count));
         }
     }
     if let Some((passed, failed, ignored)) = closing {
@@ -150,6 +160,7 @@ successes:
 ---- every_program_is_verified_well_inside_the_kernels_limit stdout ----
 verified flow_ingress: 136012 instructions
 verified verdict_drop_ne: 45120 instructions
+verified verdict_drop_ne: 42939 instructions
 
 failures:
 
@@ -180,6 +191,7 @@ test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
                 verified: vec![
                     ("flow_ingress".into(), 136_012),
                     ("verdict_drop_ne".into(), 45_120),
+                    ("verdict_drop_ne #2".into(), 42_939),
                 ],
             }
         );
