@@ -17,7 +17,7 @@ use fwlog_common::event::Action;
 use crate::{
     firewall::{
         iptables,
-        plan::{grace_end_script, install_script, Grace, RuleOptions},
+        plan::{grace_end_script, install_script, joining_script, Grace, RuleOptions},
         removal::FilterTable,
         Family,
     },
@@ -26,7 +26,8 @@ use crate::{
     netns::{NetNs, PIN_ROOT},
     pin_dir::{
         self,
-        record::{Mode, Phase, Record},
+        record::{Mode, Phase, Record, RECORD_PIN},
+        NETNS_LINK_PIN,
     },
 };
 
@@ -60,18 +61,30 @@ impl Installation {
     }
 
     /// Makes the pin directory with its record, attaches the namespace link and pins the
-    /// verdict programs. The directory must not exist yet (leftovers are removed first).
+    /// verdict programs. Where an earlier instance of this namespace left its directory
+    /// (`inspect_slot` proved it this namespace's), its pins make way for these: its rules,
+    /// which hold their own programs, keep enforcing until `install_rules` replaces them.
     pub fn pin(&mut self, ebpf: &mut Ebpf) -> Result<()> {
         fs::create_dir_all(PIN_ROOT).with_context(|| format!("creating {PIN_ROOT}"))?;
-        fs::create_dir(&self.pin_dir)
-            .with_context(|| format!("creating {}", self.pin_dir.display()))?;
         let record = Record::new(self.netns, self.mode)?;
-        if let Err(error) = record.create(&self.pin_dir) {
-            let _ = fs::remove_dir(&self.pin_dir);
-            return Err(error);
+        if self.pin_dir.exists() {
+            pin_dir::unpin_for_replacement(&self.pin_dir)?;
+            if record.save(&self.pin_dir).is_err() {
+                let _ = fs::remove_file(self.pin_dir.join(RECORD_PIN));
+                record.create(&self.pin_dir)?;
+            }
+        } else {
+            fs::create_dir(&self.pin_dir)
+                .with_context(|| format!("creating {}", self.pin_dir.display()))?;
+            if let Err(error) = record.create(&self.pin_dir) {
+                let _ = fs::remove_dir(&self.pin_dir);
+                return Err(error);
+            }
         }
         self.record = Some(record);
-        loader::pin_netns_link(ebpf, &self.pin_dir)?;
+        if !self.pin_dir.join(NETNS_LINK_PIN).exists() {
+            loader::pin_netns_link(ebpf, &self.pin_dir)?;
+        }
         loader::pin_verdict_programs(ebpf, &self.pin_dir)
     }
 
@@ -104,10 +117,19 @@ impl Installation {
         for family in Family::ALL {
             interrupt::check(0)?;
             let table = iptables::save(family)?;
-            let family_options = self.family_options(options, family, &table, connectionless);
+            // An earlier fwlog's rules are replaced in the same transaction; conntrack, which
+            // they used, already knows the flows: no grace then.
+            let replacing = table.has_fwlog_rules();
+            let family_options =
+                self.family_options(options, family, &table, connectionless && !replacing);
             // Before the restore: one that is stopped after its commit is taken away too.
             self.rules.push(family);
-            iptables::restore(family, &install_script(&family_options, &table.chains), 0)?;
+            if replacing {
+                self.replace_rules(family, &table, &family_options)?;
+            } else {
+                let script = install_script(&family_options, &table.chains);
+                iptables::restore(family, &script, 0)?;
+            }
             if family_options.grace != Grace::default() {
                 self.grace.push((family, family_options));
             }
@@ -121,6 +143,43 @@ impl Installation {
             );
             self.grace_ends = Some(Instant::now() + Duration::from_secs(options.grace_seconds));
         }
+        Ok(())
+    }
+
+    /// Takes over from the rules an earlier fwlog left in `table`, with no moment without
+    /// rules: one transaction adds the new ones after the old (both enforce the same way for
+    /// a moment), the next takes the old ones away. Done in the opposite order, or in one
+    /// transaction, the new logging rules would not open their pins as the same descriptors as a
+    /// later removal does (see `FilterTable::removal`), and could never be deleted.
+    fn replace_rules(
+        &mut self,
+        family: Family,
+        table: &FilterTable,
+        options: &RuleOptions,
+    ) -> Result<()> {
+        let id = self
+            .record
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        let placeholders = Placeholders::pin(&table.pinned_programs())?;
+        let script = joining_script(options, &table.chains, &table.previous());
+        iptables::restore(family, &script, 0)?;
+        let joined = iptables::save(family)?;
+        for script in joined.previous_removal(table, &id) {
+            iptables::restore(family, &script, 0).with_context(|| {
+                format!(
+                    "removing the {} rules an earlier fwlog left",
+                    family.command()
+                )
+            })?;
+        }
+        drop(placeholders);
+        eprintln!(
+            "fwlog: replaced the {} rules an earlier fwlog left, never leaving the table without \
+             them",
+            family.command()
+        );
         Ok(())
     }
 
@@ -263,12 +322,14 @@ pub struct RemovedRules {
 pub fn remove_rules(family: Family, stops_seen: usize) -> Result<RemovedRules> {
     let table = iptables::save(family)?;
     let removal = table.removal();
-    let Some(script) = removal.script else {
+    if removal.scripts.is_empty() {
         return Ok(RemovedRules::default());
-    };
+    }
     let placeholders = Placeholders::pin(&table.pinned_programs())?;
-    iptables::restore(family, &script, stops_seen)
-        .with_context(|| format!("removing fwlog's {} rules", family.command()))?;
+    for script in &removal.scripts {
+        iptables::restore(family, script, stops_seen)
+            .with_context(|| format!("removing fwlog's {} rules", family.command()))?;
+    }
     drop(placeholders);
     for (chain, action) in &removal.kept {
         eprintln!(
@@ -405,28 +466,20 @@ pub fn inspect_slot(netns: NetNs) -> Result<Slot> {
     })
 }
 
-/// Removes what an instance that did not finish left here: its rules (with `with_rules`), then,
-/// once they are gone, its pins.
-pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
-    let mut found = false;
+/// With `--no-rules` fwlog leaves iptables alone: pins that an earlier fwlog's rules here still
+/// name must then stay, so it refuses to replace them.
+pub fn refuse_leftover_rules(netns: NetNs) -> Result<()> {
+    if !netns.pin_dir().exists() {
+        return Ok(());
+    }
     for family in Family::ALL {
-        if with_rules {
-            found |= remove_rules(family, 0)?.any;
-        } else if netns.pin_dir().exists()
-            && iptables::save(family).is_ok_and(|table| table.has_fwlog_rules())
-        {
-            // Without rules of its own (`--no-rules`) fwlog leaves iptables alone, and the pins
-            // such rules name must stay while they do.
+        if iptables::save(family).is_ok_and(|table| table.has_fwlog_rules()) {
             anyhow::bail!(
                 "{} has rules an earlier fwlog left here, which name its pins: run {} first",
                 family.command(),
                 netns.run_hint("uninstall")
             );
         }
-    }
-    found |= pin_dir::remove_pin_dir(&netns.pin_dir())?;
-    if found {
-        eprintln!("fwlog: removed what an earlier fwlog left behind (it did not exit cleanly)");
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::{
     netns::{InstanceLock, NetNs},
     pin_dir::record::Mode,
     preflight,
-    session::setup::{remove_leftovers, set_up},
+    session::setup::set_up,
     settings, systemd,
 };
 
@@ -30,8 +30,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
     let _lock = InstanceLock::acquire(netns)?;
     let pin_dir = netns.pin_dir();
     if matches!(installation::inspect_slot(netns)?, Slot::Installed) {
-        eprintln!("fwlog: replacing the setup installed here");
-        remove_leftovers(netns, true)?;
+        eprintln!(
+            "fwlog: replacing the setup installed here (its rules enforce until the new ones \
+             replace them)"
+        );
     }
     let mut setup = set_up(&settings, interfaces, netns, Mode::Installed)?;
     setup.installation.wait_for_grace()?;

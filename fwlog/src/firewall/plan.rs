@@ -9,7 +9,11 @@
 //! user had, the rule has no target, and the packet goes on to the user's own rules. Loopback
 //! is never touched.
 
-use std::{collections::BTreeSet, fmt::Write as _, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    path::Path,
+};
 
 use fwlog_common::{
     event::{Action, CtState},
@@ -64,11 +68,33 @@ pub struct Grace {
 /// The non-TCP entry of [`CONNECTION_ATTEMPTS`].
 const CONNECTIONLESS: &str = "! -p tcp";
 
+/// Where an earlier fwlog's rules are in a table that a new instance joins before it takes
+/// them away (`installation.rs`): the new rules go after them, so that each old rule is still
+/// the first of its kind when it is deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Previous {
+    /// The `LOG_AND_*` chains the earlier fwlog created: fwlog's again once it is gone.
+    pub owned: BTreeSet<String>,
+    /// For other chains: how many rules, from the top, reach past its last rule there.
+    pub after: BTreeMap<String, usize>,
+}
+
 /// The restore script for one family, given the chains that already exist in its filter table.
 ///
 /// Chains that exist (a user who followed the article) get fwlog's rules inserted at their top,
 /// before the user's own; chains that do not are created with fwlog's rules and their action.
 pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>) -> String {
+    joining_script(options, existing_chains, &Previous::default())
+}
+
+/// [`install_script`] in a table that still has an earlier fwlog's rules (`previous`): in a
+/// chain that fwlog created, the new rules (with the action) and final action go after the old
+/// ones; in the user's chains, the new logging rules go right after the old.
+pub fn joining_script(
+    options: &RuleOptions,
+    existing_chains: &BTreeSet<String>,
+    previous: &Previous,
+) -> String {
     let mut script = String::from("*filter\n");
     for action in Action::ALL {
         if !existing_chains.contains(action.chain()) {
@@ -77,12 +103,14 @@ pub fn install_script(options: &RuleOptions, existing_chains: &BTreeSet<String>)
     }
     for action in Action::ALL {
         let chain = action.chain();
-        let created = !existing_chains.contains(chain);
+        let exists = existing_chains.contains(chain);
+        let created = !exists || previous.owned.contains(chain);
+        let after = previous.after.get(chain).copied().unwrap_or(0);
         for (position, rule) in chain_rules(options, action, created).iter().enumerate() {
             if created {
                 let _ = writeln!(script, "-A {chain} {rule}");
             } else {
-                let _ = writeln!(script, "-I {chain} {} {rule}", position + 1);
+                let _ = writeln!(script, "-I {chain} {} {rule}", after + position + 1);
             }
         }
         if created {

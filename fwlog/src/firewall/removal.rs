@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fwlog_common::event::Action;
 
-use super::{fwlog_comment, is_fwlog_rule, rule_pins, KEPT_COMMENT};
+use super::{fwlog_comment, is_fwlog_rule, plan::Previous, rule_instance, rule_pins, KEPT_COMMENT};
 
 /// The filter table as `iptables-save -t filter` printed it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub struct FilterTable {
 /// What taking fwlog's rules out of one table does.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Removal {
-    /// The script, or `None` when nothing of fwlog's is there.
-    pub script: Option<String>,
+    /// The scripts, one transaction each, in order; none when nothing of fwlog's is there.
+    /// Usually one: see [`FilterTable::removal`] for when there are more.
+    pub scripts: Vec<String>,
     /// Chains fwlog created that the user's rules use: kept with their final action, which is
     /// the user's rule from then on (chain, action).
     pub kept: Vec<(String, String)>,
@@ -111,19 +112,118 @@ impl FilterTable {
                 deleted_chains.push(chain);
             }
         }
-        let mut script = String::from("*filter\n");
-        script.push_str(&inserts);
+        let rounds = self.rounds(|_| true, None);
+        let last = rounds.len().saturating_sub(1);
+        let scripts = rounds
+            .iter()
+            .enumerate()
+            .map(|(round, rules)| {
+                let mut script = String::from("*filter\n");
+                if round == 0 {
+                    script.push_str(&inserts);
+                }
+                for (chain, spec) in rules {
+                    script.push_str(&format!("-D {chain} {spec}\n"));
+                }
+                if round == last {
+                    for chain in &deleted_chains {
+                        script.push_str(&format!("-X {chain}\n"));
+                    }
+                }
+                script.push_str("COMMIT\n");
+                script
+            })
+            .collect();
+        Removal { scripts, kept }
+    }
+
+    /// fwlog's rules in deletion rounds. iptables finds the rule a `-D` names by comparing
+    /// its match data, and xt_bpf's holds the number of the descriptor iptables-restore opened
+    /// the pin with: a logging rule can be deleted only by a script that opens its pin as the
+    /// same n-th descriptor as the script that added it (tried: the second of two identical
+    /// rules added in one script is not found by a `-D` in a script of its own). Scripts add
+    /// the logging rules in table order, so each round deletes the first remaining copy of
+    /// each logging rule, in table order, as a fresh process: one round per generation of
+    /// fwlog rules (two after a replacement was cut short), every other rule in the first.
+    fn rounds(
+        &self,
+        deleting: impl Fn(&str) -> bool,
+        copies_at_most: Option<&BTreeMap<(&str, &str), usize>>,
+    ) -> Vec<Vec<(&str, &str)>> {
+        let mut rounds: Vec<Vec<(&str, &str)>> = Vec::new();
+        let mut copies: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (chain, spec) in self.fwlog_rules() {
-            script.push_str(&format!("-D {chain} {spec}\n"));
+            let round = if rule_pins(spec).next().is_some() {
+                let copy = copies.entry((chain, spec)).or_insert(0);
+                *copy += 1;
+                let limit = copies_at_most.map_or(usize::MAX, |limits| {
+                    limits.get(&(chain, spec)).copied().unwrap_or(0)
+                });
+                if *copy > limit {
+                    continue;
+                }
+                *copy - 1
+            } else if deleting(spec) {
+                0
+            } else {
+                continue;
+            };
+            if rounds.len() <= round {
+                rounds.resize_with(round + 1, Vec::new);
+            }
+            rounds[round].push((chain, spec));
         }
-        for chain in deleted_chains {
-            script.push_str(&format!("-X {chain}\n"));
+        rounds
+    }
+
+    /// How many copies of each logging rule there are.
+    fn logging_copies(&self) -> BTreeMap<(&str, &str), usize> {
+        let mut copies = BTreeMap::new();
+        for (chain, spec) in self.fwlog_rules() {
+            if rule_pins(spec).next().is_some() {
+                *copies.entry((chain.as_str(), spec.as_str())).or_insert(0) += 1;
+            }
         }
-        script.push_str("COMMIT\n");
-        Removal {
-            script: Some(script),
-            kept,
+        copies
+    }
+
+    /// Where the earlier fwlog's rules are, for a new instance that joins them
+    /// ([`crate::firewall::plan::joining_script`]) before [`FilterTable::previous_removal`] takes them away.
+    pub fn previous(&self) -> Previous {
+        let mut previous = Previous::default();
+        for chain in Action::ALL.map(Action::chain) {
+            let rules: Vec<&str> = self
+                .rules
+                .iter()
+                .filter(|(c, _)| c == chain)
+                .map(|(_, spec)| spec.as_str())
+                .collect();
+            if rules.iter().any(|spec| final_action(spec).is_some()) {
+                previous.owned.insert(chain.to_string());
+            } else if let Some(last) = rules.iter().rposition(|spec| is_fwlog_rule(spec)) {
+                previous.after.insert(chain.to_string(), last + 1);
+            }
         }
+        previous
+    }
+
+    /// The scripts that take away, from this table, the earlier fwlog's rules that `before`
+    /// (the table before instance `id` joined it) held: as many copies of each logging rule
+    /// as `before` had (theirs come first), and every fwlog rule not tagged with `id`. The
+    /// chains stay: they are the new instance's.
+    pub fn previous_removal(&self, before: &FilterTable, id: &str) -> Vec<String> {
+        let limits = before.logging_copies();
+        self.rounds(|spec| rule_instance(spec) != Some(id), Some(&limits))
+            .iter()
+            .map(|rules| {
+                let mut script = String::from("*filter\n");
+                for (chain, spec) in rules {
+                    script.push_str(&format!("-D {chain} {spec}\n"));
+                }
+                script.push_str("COMMIT\n");
+                script
+            })
+            .collect()
     }
 }
 

@@ -213,6 +213,25 @@ pub fn remove_pin_dir(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Unpins everything in `path` but its record and namespace link, for an instance of the same
+/// namespace that takes the directory over (the rules of the earlier one hold their programs).
+pub fn unpin_for_replacement(path: &Path) -> Result<()> {
+    let mut names = fs::read_dir(path)
+        .and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .with_context(|| format!("reading {}", path.display()))?;
+    names.retain(|name| !matches!(name.to_str(), Some(RECORD_PIN | NETNS_LINK_PIN)));
+    names.sort_by_key(|name| !name.to_string_lossy().starts_with("link_"));
+    for name in names {
+        let pin = path.join(name);
+        fs::remove_file(&pin).with_context(|| format!("removing the pin {}", pin.display()))?;
+    }
+    Ok(())
+}
+
 /// Every pin directory on this bpffs, in inode order.
 pub fn all() -> Vec<PinDir> {
     let Ok(entries) = fs::read_dir(PIN_ROOT) else {

@@ -32,7 +32,12 @@ pub fn set_up(
     netns: NetNs,
     mode: Mode,
 ) -> Result<Setup> {
-    remove_leftovers(netns, settings.install_rules)?;
+    // What an earlier fwlog left here keeps enforcing while the programs load: the pins make
+    // way for the new ones (`Installation::pin`), its rules go in the transactions that add the
+    // new rules (`Installation::install_rules`).
+    if !settings.install_rules {
+        installation::refuse_leftover_rules(netns)?;
+    }
     let track_flows = settings.flows;
     let mut ebpf = loader::load(&LoadOptions {
         ring_bytes: settings.ring_size,
@@ -106,9 +111,4 @@ pub fn set_up(
         processes,
         logger,
     })
-}
-
-/// What an instance that was killed (SIGKILL, power loss of the collector) left behind.
-pub fn remove_leftovers(netns: NetNs, with_rules: bool) -> Result<()> {
-    installation::remove_leftovers(netns, with_rules)
 }

@@ -1,6 +1,13 @@
 //! Tests of reading iptables-save output and removing exactly fwlog's rules.
 
 use super::*;
+use crate::firewall::plan::{self, RuleOptions};
+
+/// The only script of a removal.
+fn one(scripts: Vec<String>) -> String {
+    assert_eq!(scripts.len(), 1, "{scripts:#?}");
+    scripts.into_iter().next().unwrap_or_default()
+}
 
 /// What iptables-nft 1.8.9 printed with fwlog installed over a user's article-style LOG_AND_DROP.
 const SAVED: &str = "\
@@ -40,7 +47,7 @@ fn parses_chains_and_rules_of_the_filter_table_only() {
 fn removes_fwlog_rules_and_only_the_chains_it_owns() {
     let removal = FilterTable::parse(SAVED).removal();
     assert!(removal.kept.is_empty());
-    let script = removal.script.expect("fwlog rules present");
+    let script = one(removal.scripts);
     let expected = "\
 *filter
 -D INPUT -i veth0 -m conntrack --ctstate NEW,RELATED -m comment --comment fwlog -j LOG_AND_DROP
@@ -76,7 +83,7 @@ COMMIT
         )]
     );
     assert_eq!(
-        removal.script.expect("a script"),
+        one(removal.scripts),
         "\
 *filter
 -I LOG_AND_REJECT 2 -m comment --comment fwlog-kept -j REJECT --reject-with icmp-port-unreachable
@@ -102,7 +109,7 @@ COMMIT
         removal.kept,
         [("LOG_AND_DROP".to_string(), "DROP".to_string())]
     );
-    let script = removal.script.expect("a script");
+    let script = one(removal.scripts);
     assert!(script.contains("-I LOG_AND_DROP 3 -m comment --comment fwlog-kept -j DROP\n"));
     assert!(!script.contains("-X"), "{script}");
 }
@@ -119,7 +126,7 @@ fn a_users_empty_chain_is_never_deleted() {
 COMMIT
 ";
     let removal = FilterTable::parse(saved).removal();
-    let script = removal.script.expect("a script");
+    let script = one(removal.scripts);
     assert!(!script.contains("-X"), "{script}");
     assert!(removal.kept.is_empty());
 }
@@ -193,7 +200,7 @@ COMMIT
 ";
     let table = FilterTable::parse(saved);
     assert!(!table.has_fwlog_rules());
-    assert_eq!(table.removal().script, None);
+    assert!(table.removal().scripts.is_empty());
 }
 
 #[test]
@@ -217,6 +224,160 @@ COMMIT
             "-m comment --comment fwlog -j DROP",
         ]
     );
-    let script = table.removal().script.expect("a script");
+    let script = one(table.removal().scripts);
     assert!(script.ends_with("-X LOG_AND_DROP\nCOMMIT\n"), "{script}");
+}
+
+/// What iptables-save printed with a second generation of fwlog's rules joined after the
+/// first (a replacement cut short between its two transactions), in a chain fwlog created and
+/// in the user's own.
+const TWO_GENERATIONS: &str = "\
+*filter
+:INPUT ACCEPT [0:0]
+:LOG_AND_DROP - [0:0]
+:LOG_AND_REJECT - [0:0]
+-A INPUT -i eth0 -m comment --comment fwlog-00000000000000aa -j LOG_AND_DROP
+-A INPUT -i eth0 -m comment --comment fwlog-00000000000000bb -j LOG_AND_DROP
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000bb -j DROP
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+-A LOG_AND_REJECT -s 10.0.0.0/8 -j REJECT
+COMMIT
+";
+
+#[test]
+fn each_generation_of_logging_rules_goes_in_a_transaction_of_its_own() {
+    let removal = FilterTable::parse(TWO_GENERATIONS).removal();
+    assert_eq!(
+        removal.scripts,
+        [
+            "*filter
+-D INPUT -i eth0 -m comment --comment fwlog-00000000000000aa -j LOG_AND_DROP
+-D INPUT -i eth0 -m comment --comment fwlog-00000000000000bb -j LOG_AND_DROP
+-D LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-D LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+-D LOG_AND_DROP -m comment --comment fwlog-00000000000000bb -j DROP
+-D LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+COMMIT
+",
+            "*filter
+-D LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-D LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+-X LOG_AND_DROP
+COMMIT
+",
+        ]
+    );
+}
+
+#[test]
+fn a_new_instance_joins_after_the_earlier_ones_rules_and_takes_only_those_away() {
+    let before = FilterTable::parse(
+        "\
+*filter
+:INPUT ACCEPT [0:0]
+:LOG_AND_DROP - [0:0]
+:LOG_AND_REJECT - [0:0]
+-A INPUT -i eth0 -m comment --comment fwlog-00000000000000aa -j LOG_AND_DROP
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+-A LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+-A LOG_AND_REJECT -s 10.0.0.0/8 -j REJECT
+COMMIT
+",
+    );
+    let previous = before.previous();
+    assert_eq!(
+        previous.owned.iter().collect::<Vec<_>>(),
+        ["LOG_AND_DROP"],
+        "the chain with fwlog's final action"
+    );
+    assert_eq!(
+        previous.after.get("LOG_AND_REJECT"),
+        Some(&1),
+        "after fwlog's rule"
+    );
+    let options = RuleOptions {
+        interfaces: vec!["eth0".into()],
+        pin_dir: "/sys/fs/bpf/fwlog/1".into(),
+        kernel_log_prefix: None,
+        inbound: Action::Drop,
+        outbound: Action::Accept,
+        allow_in: Vec::new(),
+        tag: "fwlog-00000000000000bb".into(),
+        grace: Default::default(),
+        grace_seconds: 0,
+        outbound_default: false,
+    };
+    let script = plan::joining_script(&options, &before.chains, &previous);
+    assert!(
+        script.contains("-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP\n"),
+        "appended, with the action, in the chain fwlog created: {script}"
+    );
+    assert!(
+        script.contains("-A LOG_AND_DROP -m comment --comment fwlog-00000000000000bb -j DROP\n")
+    );
+    assert!(
+        script.contains("-I LOG_AND_REJECT 2 -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new\n"),
+        "right after the earlier logging rule in the user's chain: {script}"
+    );
+    assert!(
+        !script.contains(":LOG_AND_DROP"),
+        "no existing chain is declared"
+    );
+
+    // After the join, the old generation goes in one script; the new one stays.
+    let joined = FilterTable::parse(TWO_GENERATIONS);
+    let scripts = joined.previous_removal(&before, "00000000000000bb");
+    assert_eq!(
+        scripts,
+        ["*filter
+-D INPUT -i eth0 -m comment --comment fwlog-00000000000000aa -j LOG_AND_DROP
+-D LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-D LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+-D LOG_AND_REJECT -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_reject_new
+COMMIT
+"]
+    );
+}
+
+#[test]
+fn a_logging_rule_the_earlier_instance_did_not_have_is_never_taken_for_its() {
+    // The earlier instance ran with --kernel-log: its logging rules have no target, the new
+    // one's do. Nothing of the new instance's may go with the earlier one's.
+    let before = FilterTable::parse(
+        "\
+*filter
+:LOG_AND_DROP - [0:0]
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+COMMIT
+",
+    );
+    let joined = FilterTable::parse(
+        "\
+*filter
+:LOG_AND_DROP - [0:0]
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000aa -j DROP
+-A LOG_AND_DROP -m conntrack --ctstate NEW -m bpf --object-pinned /sys/fs/bpf/fwlog/1/verdict_drop_new -j DROP
+-A LOG_AND_DROP -m comment --comment fwlog-00000000000000bb -j DROP
+COMMIT
+",
+    );
+    let scripts = joined.previous_removal(&before, "00000000000000bb");
+    assert_eq!(scripts.len(), 1);
+    assert!(
+        !scripts[0].contains("verdict_drop_new -j DROP"),
+        "{}",
+        scripts[0]
+    );
+    assert!(
+        !scripts[0].contains("fwlog-00000000000000bb"),
+        "{}",
+        scripts[0]
+    );
 }
