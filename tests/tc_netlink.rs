@@ -180,7 +180,7 @@ fn after_sigkill_the_next_watch_and_uninstall_remove_the_filters() -> Result<()>
     let mut next = watch_netlink(&net)?;
     assert!(
         next.stderr_text()
-            .contains("removed what an earlier fwlog left behind"),
+            .contains("replaced the iptables rules an earlier fwlog left"),
         "{}",
         next.stderr_text()
     );

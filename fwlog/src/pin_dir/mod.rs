@@ -216,6 +216,8 @@ pub fn remove_pin_dir(path: &Path) -> Result<bool> {
 /// Unpins everything in `path` but its record and namespace link, for an instance of the same
 /// namespace that takes the directory over (the rules of the earlier one hold their programs).
 pub fn unpin_for_replacement(path: &Path) -> Result<()> {
+    // The earlier instance's netlink tc filters go too: the new one attaches its own.
+    tc_attach::remove_recorded(path)?;
     let mut names = fs::read_dir(path)
         .and_then(|entries| {
             entries
