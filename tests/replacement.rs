@@ -16,7 +16,7 @@ use fwlog_tests::{
     fwlog::fwlog_command,
     netns::HOST_V4,
     traffic::{tcp_connect, tcp_listen},
-    Fwlog, NetNs, TestNet,
+    Fwlog, NetNsGuard, TestNet,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -31,7 +31,7 @@ struct Knocking {
 }
 
 impl Knocking {
-    fn start(peer: &NetNs, port: u16) -> Result<Self> {
+    fn start(peer: &NetNsGuard, port: u16) -> Result<Self> {
         let file = std::fs::File::open(peer.path()).context("opening the peer namespace")?;
         let stop = Arc::new(AtomicBool::new(false));
         let through = Arc::new(AtomicU64::new(0));
