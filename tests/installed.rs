@@ -202,7 +202,7 @@ fn enable_writes_a_unit_and_uninstall_removes_it() -> Result<()> {
         "{unit}"
     );
     assert!(unit.contains(&format!(
-        "ExecStart={} watch --format json --output /var/log/fwlog/fwlog.jsonl\n",
+        "ExecStart={} watch --output /var/log/fwlog/fwlog.jsonl\n",
         exe.display()
     )));
     assert!(unit.contains("WantedBy=multi-user.target"));

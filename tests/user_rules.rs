@@ -1,5 +1,6 @@
 //! What the user had stays theirs: chains they made or use, a closed OUTPUT policy, loopback,
-//! and the connectionless flows the host already has when fwlog installs.
+//! and the connectionless flows the host already has when fwlog installs (and the grace the
+//! configuration file gives them).
 
 use std::{
     net::UdpSocket,
@@ -13,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use fwlog_tests::{
     addr,
+    daemon::TempDir,
     fwlog::fwlog_command,
     netns::{HOST_V4, PEER_V4},
     traffic::{tcp_connect, tcp_listen, udp_bind, udp_send},
@@ -318,5 +320,63 @@ fn a_stop_during_the_grace_removes_everything() -> Result<()> {
     );
     assert_eq!(net.host.saved_rules()?, before);
     assert!(!net.host.pin_dir().exists());
+    Ok(())
+}
+
+#[test]
+fn the_config_file_sets_the_grace_and_the_line_format() -> Result<()> {
+    let net = TestNet::new()?;
+    // A UDP socket on the host: without a grace of 0 fwlog would give connectionless flows one.
+    let _socket = udp_bind(&net.host, addr(HOST_V4, 7700))?;
+    let dir = TempDir::new("config-grace")?;
+    let config = dir.path().join("fwlog.toml");
+    let config_arg = config.to_string_lossy().into_owned();
+
+    // `grace = 3` is the install's grace, announced and then ended.
+    std::fs::write(&config, "grace = 3\n")?;
+    let mut command = fwlog_command(&net.host);
+    command.args(["install", "--config", &config_arg, &net.host_if]);
+    let installed = command.output()?;
+    let said = String::from_utf8_lossy(&installed.stderr).into_owned();
+    assert!(installed.status.success(), "{said}");
+    assert!(
+        said.contains("attempts are accepted and logged for 3 s"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the policy applies to new connectionless attempts too"),
+        "{said}"
+    );
+    let removed = fwlog_command(&net.host).arg("uninstall").output()?;
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+
+    // `grace = 0` and `format = "ecs"`: no grace, and ECS lines, with no flag saying either.
+    std::fs::write(&config, "grace = 0\n\n[output]\nformat = \"ecs\"\n")?;
+    let mut fwlog = Fwlog::watch(&net.host, &["--config", &config_arg, &net.host_if])?;
+    let said = fwlog.stderr_text();
+    assert!(!said.contains("connectionless"), "{said}");
+    let from = udp_send(&net.peer, addr(HOST_V4, 7700), b"in")?;
+    let event = fwlog.expect_event("the inbound datagram, in ECS", |e| {
+        e["destination"]["port"] == 7700 && e["source"]["port"] == from.port()
+    })?;
+    assert_eq!(
+        event["event"]["action"], "drop",
+        "no grace: the policy applies at once"
+    );
+    // A flag still wins over the file.
+    drop(fwlog);
+    let mut fwlog = Fwlog::watch(
+        &net.host,
+        &["--config", &config_arg, "--format", "json", &net.host_if],
+    )?;
+    let from = udp_send(&net.peer, addr(HOST_V4, 7700), b"in")?;
+    let event = fwlog.expect_event("the inbound datagram, in fwlog's JSON", |e| {
+        e["dest_port"] == 7700 && e["src_port"] == from.port()
+    })?;
+    assert_eq!(event["action"], "drop");
     Ok(())
 }

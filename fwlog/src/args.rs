@@ -115,9 +115,9 @@ pub struct RuleArgs {
     pub outbound: Option<Policy>,
     /// Seconds new connectionless (UDP, …) attempts are accepted and logged after install, so
     /// that conntrack learns the flows the host already has before the policy applies (only
-    /// where the namespace has UDP or raw sockets; 0: apply it at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub grace: u64,
+    /// where the namespace has UDP or raw sockets; 0: apply it at once; default 5, up to 3600).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub grace: Option<u64>,
     /// Log and accept new inbound connections to this port before the inbound policy
     /// (PORT/tcp, PORT/udp or PORT/sctp; repeatable).
     #[arg(long, value_name = "PORT/PROTO")]

@@ -34,6 +34,10 @@ pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 pub const FLOW_TABLE_SIZES: Range<u32> = 16..16_777_217;
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 60;
 pub const IDLE_TIMEOUTS: Range<u64> = 1..86_401;
+/// Seconds of the connectionless-flow grace at install (`--grace`, `grace`).
+pub const DEFAULT_GRACE: u64 = 5;
+/// Up to an hour: longer would leave the policy open to new datagrams for no flow's sake.
+pub const GRACES: Range<u64> = 0..3_601;
 
 /// The whole file. `None` everywhere means "not in the file".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +50,8 @@ pub struct Config {
     pub outbound: Option<Policy>,
     /// Inbound ports let through despite `inbound` (still logged).
     pub allow_in: Option<Vec<PortRule>>,
+    /// Seconds new connectionless attempts are accepted after install (`--grace`).
+    pub grace: Option<u64>,
     /// Keep the article's `-j LOG` kernel log lines too.
     pub kernel_log: Option<bool>,
     /// `[PREFIX-A]:` in kernel and syslog lines.
@@ -212,6 +218,8 @@ struct RawConfig {
     inbound: Option<Policy>,
     outbound: Option<Policy>,
     allow_in: Option<Vec<Spanned<String>>>,
+    #[serde(default, deserialize_with = "fields::grace")]
+    grace: Option<u64>,
     kernel_log: Option<bool>,
     #[serde(default, deserialize_with = "fields::prefix")]
     prefix: Option<String>,
@@ -261,6 +269,7 @@ impl RawConfig {
             inbound: self.inbound,
             outbound: self.outbound,
             allow_in,
+            grace: self.grace,
             kernel_log: self.kernel_log,
             prefix: self.prefix,
             output: self.output,
@@ -283,6 +292,7 @@ impl Config {
             inbound: Some(self.inbound.unwrap_or(DEFAULT_INBOUND)),
             outbound: Some(self.outbound.unwrap_or(DEFAULT_OUTBOUND)),
             allow_in: Some(self.allow_in.clone().unwrap_or_default()),
+            grace: Some(self.grace.unwrap_or(DEFAULT_GRACE)),
             kernel_log: Some(self.kernel_log.unwrap_or(false)),
             prefix: Some(
                 self.prefix
@@ -343,6 +353,7 @@ impl Config {
             .map(PortRule::to_string)
             .collect();
         out += &format!("allow_in = {}\n", toml_list(&rules));
+        out += &format!("grace = {}\n", config.grace.unwrap_or(DEFAULT_GRACE));
         out += &format!("kernel_log = {}\n", config.kernel_log.unwrap_or(false));
         out += &format!(
             "prefix = {}\n",

@@ -131,7 +131,7 @@ pub fn rule_settings(args: &RuleArgs, file: &Config) -> RuleSettings {
             args.allow_in.clone()
         },
         force: args.force,
-        grace: args.grace,
+        grace: args.grace.or(file.grace).unwrap_or(config::DEFAULT_GRACE),
     }
 }
 
@@ -233,9 +233,11 @@ mod tests {
 interfaces = ["eth1"]
 inbound = "reject"
 allow_in = ["22/tcp"]
+grace = 20
 [output]
 file = "/var/log/fwlog/fwlog.jsonl"
 rotate_keep = 3
+format = "ecs"
 [maps]
 ring_size = "16M"
 idle_timeout = 30
@@ -264,6 +266,7 @@ collector = "tcp://collector.example"
             (settings.output, settings.rotate_keep, settings.syslog),
             (None, 5, false)
         );
+        assert_eq!((settings.rules.grace, settings.format), (5, None));
     }
 
     #[test]
@@ -280,6 +283,8 @@ collector = "tcp://collector.example"
             Some(Path::new("/var/log/fwlog/fwlog.jsonl"))
         );
         assert_eq!(settings.rotate_keep, 3);
+        assert_eq!(settings.rules.grace, 20);
+        assert_eq!(settings.format, Some(OutputFormat::Ecs));
         assert_eq!(
             settings.metrics.map(|m| m.to_string()).as_deref(),
             Some("127.0.0.1:9477")
@@ -341,6 +346,10 @@ collector = "tcp://collector.example"
             "/tmp/x.jsonl",
             "--rotate-keep",
             "9",
+            "--grace",
+            "0",
+            "--format",
+            "text",
         ]);
         let settings = watch_settings(&args, &file);
         assert_eq!(settings.rules.interfaces, ["wlan0"]);
@@ -355,5 +364,16 @@ collector = "tcp://collector.example"
             (1 << 20, 5, 9)
         );
         assert_eq!(settings.output.as_deref(), Some(Path::new("/tmp/x.jsonl")));
+        assert_eq!(settings.rules.grace, 0);
+        assert_eq!(settings.format, Some(OutputFormat::Text));
+    }
+
+    #[test]
+    fn a_grace_past_an_hour_is_refused() {
+        let mut all = vec!["fwlog", "watch", "--grace", "3601"];
+        let error = Cli::try_parse_from(all.clone()).expect_err("3601 s is refused");
+        assert!(error.to_string().contains("3601"), "{error}");
+        all[3] = "3600";
+        assert!(Cli::try_parse_from(all).is_ok());
     }
 }

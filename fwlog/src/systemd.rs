@@ -46,7 +46,7 @@ pub fn unit_text(
         install.push_str(&quote(arg));
     }
     let mut watch = format!(
-        "ExecStart={exe} watch --format json --output {}",
+        "ExecStart={exe} watch --output {}",
         quote(&output.to_string_lossy())
     );
     for arg in reader_args {
@@ -137,7 +137,7 @@ mod tests {
             Path::new(DEFAULT_LOG),
         );
         assert!(text.contains("ExecStartPre=/usr/local/bin/fwlog install wlan0 --allow-in 22/tcp --prefix \"O Y\"\n"), "{text}");
-        assert!(text.contains("ExecStart=/usr/local/bin/fwlog watch --format json --output /var/log/fwlog/fwlog.jsonl --metrics 127.0.0.1:9477\n"));
+        assert!(text.contains("ExecStart=/usr/local/bin/fwlog watch --output /var/log/fwlog/fwlog.jsonl --metrics 127.0.0.1:9477\n"));
         assert!(text.contains("WantedBy=multi-user.target\n"));
         assert!(!text.contains(PACKAGED_EXE), "{text}");
     }
@@ -149,7 +149,7 @@ mod tests {
         // The lines `unit_text` replaces are there to be replaced.
         assert!(PACKAGED_UNIT.contains(&format!("\nExecStartPre={PACKAGED_EXE} install\n")));
         assert!(PACKAGED_UNIT.contains(&format!(
-            "\nExecStart={PACKAGED_EXE} watch --format json --output {DEFAULT_LOG}\n"
+            "\nExecStart={PACKAGED_EXE} watch --output {DEFAULT_LOG}\n"
         )));
     }
 }

@@ -5,7 +5,7 @@ use std::{fmt, ops::Range, path::PathBuf};
 
 use serde::{de, Deserialize, Deserializer};
 
-use super::{FLOW_TABLE_SIZES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE};
+use super::{FLOW_TABLE_SIZES, GRACES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE};
 use crate::{
     endpoints::TEMPLATE_REFRESHES,
     host::check_host_name,
@@ -76,6 +76,10 @@ pub(super) fn idle_timeout<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<u64>, D::Error> {
     in_range(deserializer, "idle_timeout", IDLE_TIMEOUTS)
+}
+
+pub(super) fn grace<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    in_range(deserializer, "grace", GRACES)
 }
 
 fn in_range<'de, D, T>(deserializer: D, key: &str, range: Range<T>) -> Result<Option<T>, D::Error>

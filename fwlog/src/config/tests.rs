@@ -8,6 +8,7 @@ interfaces = ["wlan0", "eth0.10"]
 inbound = "drop"
 outbound = "reject"
 allow_in = ["22/tcp", "51820/udp"]
+grace = 12
 kernel_log = true
 prefix = "OY"
 
@@ -72,6 +73,7 @@ fn good_file_has_every_value() {
                     proto: Transport::Udp
                 },
             ]),
+            grace: Some(12),
             kernel_log: Some(true),
             prefix: Some("OY".to_string()),
             output: OutputSection {
@@ -121,6 +123,7 @@ fn empty_file_renders_the_defaults() {
          inbound = \"drop\"\n\
          outbound = \"accept\"\n\
          allow_in = []\n\
+         grace = 5\n\
          kernel_log = false\n\
          prefix = \"FW\"\n\
          \n\
@@ -257,6 +260,14 @@ fn out_of_range_numbers_are_placed() {
     assert!(reason.contains("1 to 86400"), "{reason}");
     let (_, _, reason) = rejection("[output]\nrotate_keep = 5000\n");
     assert!(reason.contains("5000"), "{reason}");
+    let (line, _, reason) = rejection("inbound = \"drop\"\ngrace = 3601\n");
+    assert_eq!(line, 2);
+    assert!(
+        reason.contains("grace = 3601 is out of range: use 0 to 3600"),
+        "{reason}"
+    );
+    let (_, _, reason) = rejection("grace = -1\n");
+    assert!(reason.contains("-1"), "{reason}");
     let (_, _, reason) = rejection("kernel_log = \"yes\"\n");
     assert!(reason.contains("\"yes\""), "{reason}");
 }
@@ -326,4 +337,37 @@ fn bad_fleet_values_are_placed() {
     assert!(reason.contains("out of range"), "{reason}");
     let (_, _, reason) = rejection("[host]\nname = \"a b\"\n");
     assert!(reason.contains("host name"), "{reason}");
+}
+
+/// The package's commented conffile: every key `config check` prints is documented there, and
+/// the file with each `#key = value` line uncommented is valid.
+#[test]
+fn the_packaged_conffile_documents_every_key_and_parses_uncommented() {
+    const PACKAGED: &str = include_str!("../../../packaging/fwlog.toml");
+    let uncommented: String = PACKAGED
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            _ => line,
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    let config = parse_text(&uncommented).expect("the packaged file, uncommented, parses");
+    assert_eq!(config.grace, Some(5));
+    assert_eq!(config.output.format, Some(LineFormat::Json));
+    let documented = |key: &str| {
+        uncommented
+            .lines()
+            .any(|line| line.starts_with(&format!("{key} = ")))
+    };
+    for line in Config::default().render().lines() {
+        let key = line
+            .trim_start_matches("# ")
+            .split([' ', ':'])
+            .next()
+            .unwrap_or_default();
+        if !key.is_empty() && !line.starts_with('[') && !line.starts_with("# fwlog") {
+            assert!(documented(key), "{key} is not in packaging/fwlog.toml");
+        }
+    }
 }
