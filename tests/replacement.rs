@@ -126,7 +126,8 @@ fn installing_again_never_opens_the_firewall() -> Result<()> {
     );
     assert!(
         said.contains(
-            "replaced the iptables rules an earlier fwlog left, never leaving the table without them"
+            "replaced the iptables rules of the earlier install, never leaving the table without \
+             them"
         ),
         "{said}"
     );
@@ -149,7 +150,32 @@ fn installing_again_never_opens_the_firewall() -> Result<()> {
         2,
         "one logging rule per family, not two:\n{rules}"
     );
+    // No reader ran: what the first install recorded (the first attempt and the knocks before
+    // its rules went) is reported by the next reader as lost, and with what the second install
+    // recorded it accounts for every attempt, one SYN each (50 ms is before any retransmission).
     let mut reader = Fwlog::watch(&net.host, &[])?;
+    let lost = reader.expect_event("the first install's unread events", |e| {
+        e["event_type"] == "lost" && e["where"] == "replaced"
+    })?;
+    let carried = lost["count"].as_u64().context("a count")?;
+    let recorded = reader
+        .collect_events(Duration::from_millis(800))
+        .iter()
+        .filter(|e| e["event_type"] == "verdict" && e["dest_port"] == 2525)
+        .count() as u64;
+    println!("the first install's ring held {carried} unread events, the second's {recorded}");
+    assert!(
+        said.contains(&format!(
+            "the earlier install recorded {carried} events no reader read"
+        )),
+        "{said}"
+    );
+    assert!(carried >= 1, "at least the first attempt: {said}");
+    assert_eq!(
+        carried + recorded,
+        1 + tried,
+        "every attempt is a line or counted lost ({carried} carried, {recorded} recorded)"
+    );
     assert!(!tcp_connect(
         &net.peer,
         addr(HOST_V4, 2525),

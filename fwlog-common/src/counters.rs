@@ -15,5 +15,9 @@ pub const FLOWS_ENDED: u32 = 4;
 /// Non-first fragments whose first fragment was not seen (no flow to count them to).
 pub const FRAGMENTS_UNMATCHED: u32 = 5;
 
+/// Events an earlier install recorded and no reader read before a new install replaced it
+/// (written by `fwlog install` only, never by the kernel side).
+pub const LOST_BEFORE_REPLACEMENT: u32 = 6;
+
 /// Number of entries in the `COUNTERS` map.
-pub const COUNTER_SLOTS: u32 = 6;
+pub const COUNTER_SLOTS: u32 = 7;

@@ -27,6 +27,7 @@ use crate::{
     pin_dir::{
         self,
         record::{Mode, Phase, Record, RECORD_PIN},
+        unread::EarlierRing,
         NETNS_LINK_PIN,
     },
 };
@@ -44,6 +45,10 @@ pub struct Installation {
     /// Families whose connectionless attempts are accepted until `grace_ends`.
     grace: Vec<(Family, RuleOptions)>,
     grace_ends: Option<Instant>,
+    /// An earlier install's ring and counters, held open across its replacement.
+    earlier_ring: Option<EarlierRing>,
+    /// The earlier instance's record, when this one replaces it.
+    replaced: Option<Record>,
 }
 
 impl Installation {
@@ -57,6 +62,8 @@ impl Installation {
             pins_needed: false,
             grace: Vec::new(),
             grace_ends: None,
+            earlier_ring: None,
+            replaced: None,
         }
     }
 
@@ -68,6 +75,8 @@ impl Installation {
         fs::create_dir_all(PIN_ROOT).with_context(|| format!("creating {PIN_ROOT}"))?;
         let record = Record::new(self.netns, self.mode)?;
         if self.pin_dir.exists() {
+            self.replaced = Record::read(&self.pin_dir).ok().flatten();
+            self.earlier_ring = EarlierRing::open(&self.pin_dir)?;
             pin_dir::unpin_for_replacement(&self.pin_dir)?;
             if record.save(&self.pin_dir).is_err() {
                 let _ = fs::remove_file(self.pin_dir.join(RECORD_PIN));
@@ -86,6 +95,12 @@ impl Installation {
             loader::pin_netns_link(ebpf, &self.pin_dir)?;
         }
         loader::pin_verdict_programs(ebpf, &self.pin_dir)
+    }
+
+    /// The earlier install's ring and counters, if this instance replaced an install: count
+    /// them once the earlier rules are gone.
+    pub fn take_earlier_ring(&mut self) -> Option<EarlierRing> {
+        self.earlier_ring.take()
     }
 
     /// The record, to add what this instance attached (interfaces, tc filters).
@@ -175,9 +190,14 @@ impl Installation {
             })?;
         }
         drop(placeholders);
+        let whose = match &self.replaced {
+            Some(r) if r.mode == Mode::Installed && r.state == Phase::Active => {
+                "of the earlier install"
+            }
+            _ => "an earlier fwlog left",
+        };
         eprintln!(
-            "fwlog: replaced the {} rules an earlier fwlog left, never leaving the table without \
-             them",
+            "fwlog: replaced the {} rules {whose}, never leaving the table without them",
             family.command()
         );
         Ok(())

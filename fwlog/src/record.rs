@@ -133,6 +133,9 @@ pub enum LossSite {
     Ring,
     /// The IPFIX exporter's queue was full, or its message could not be sent.
     Export,
+    /// An earlier install recorded them and no reader read them before a new install replaced
+    /// it (a service restart).
+    Replaced,
 }
 
 impl LossSite {
@@ -140,6 +143,7 @@ impl LossSite {
         match self {
             LossSite::Ring => "ring",
             LossSite::Export => "export",
+            LossSite::Replaced => "replaced",
         }
     }
 }

@@ -9,7 +9,10 @@ use crate::{
     installation::{self, Slot},
     interfaces, interrupt, loader,
     netns::{InstanceLock, NetNs},
-    pin_dir::record::Mode,
+    pin_dir::{
+        record::Mode,
+        unread::{self, EarlierRing},
+    },
     preflight,
     session::setup::set_up,
     settings, systemd,
@@ -36,8 +39,24 @@ pub fn run(args: InstallArgs) -> Result<()> {
         );
     }
     let mut setup = set_up(&settings, interfaces, netns, Mode::Installed)?;
+    // The earlier install's rules and links are gone: nothing writes into its ring any more.
+    let unread = setup
+        .installation
+        .take_earlier_ring()
+        .map(EarlierRing::count)
+        .unwrap_or_default();
     setup.installation.wait_for_grace()?;
     loader::pin_maps(&setup.ebpf, &pin_dir)?;
+    if unread.total() > 0 {
+        unread::carry(&pin_dir, unread.total())?;
+        eprintln!(
+            "fwlog: the earlier install recorded {} events no reader read ({} still in its ring, \
+             {} lost to its full ring): the next reader reports them as lost (where: replaced)",
+            unread.total(),
+            unread.pending,
+            unread.lost
+        );
+    }
     if let Some(flows) = setup.flows.take() {
         flows.pin(&pin_dir)?;
     }

@@ -16,7 +16,9 @@ use std::{future::Future, io::Write, time::Duration};
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use fwlog_common::{
-    counters::{FLOWS_CREATED, FLOWS_ENDED, LOST_EVENTS, MALFORMED_PACKETS},
+    counters::{
+        FLOWS_CREATED, FLOWS_ENDED, LOST_BEFORE_REPLACEMENT, LOST_EVENTS, MALFORMED_PACKETS,
+    },
     dns::{DnsEvent, EVENT_KIND_DNS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
     flow::{EndReason, FlowEndEvent},
@@ -52,6 +54,8 @@ pub struct Totals {
     pub malformed: u64,
     /// Flows the IPFIX exporter could not queue or send.
     pub lost_export: u64,
+    /// Events an earlier install recorded and no reader read before this one replaced it.
+    pub lost_replaced: u64,
 }
 
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -281,6 +285,18 @@ impl<W: Write> Collector<W> {
                 lost - self.totals.lost,
             );
             self.totals.lost = lost;
+        }
+        // A slot of earlier versions' maps too: read it only where the map has it.
+        let replaced = self.sum_counter(LOST_BEFORE_REPLACEMENT).unwrap_or(0);
+        if replaced > self.totals.lost_replaced {
+            let now = BootClock::now_unix_ns();
+            self.writer.lost(
+                &mut self.buffer,
+                now,
+                LossSite::Replaced,
+                replaced - self.totals.lost_replaced,
+            );
+            self.totals.lost_replaced = replaced;
         }
         if let Some(exporter) = &self.exporter {
             let lost = exporter.lost();

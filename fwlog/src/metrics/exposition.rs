@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use aya::maps::{MapData, PerCpuArray};
-use fwlog_common::counters::{LOST_EVENTS, MALFORMED_PACKETS};
+use fwlog_common::counters::{LOST_BEFORE_REPLACEMENT, LOST_EVENTS, MALFORMED_PACKETS};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -105,12 +105,16 @@ impl Collector for Exposition {
         let mut lost = encoder.encode_descriptor(
             "fwlog_lost_events",
             "Events lost, by where: ring (the kernel found the ring buffer full), export (a \
-             flow the IPFIX exporter could not queue or send)",
+             flow the IPFIX exporter could not queue or send), replaced (recorded by an earlier \
+             install and read by no reader before a new install replaced it)",
             None,
             MetricType::Counter,
         )?;
         if let Some(ring) = kernel(LOST_EVENTS) {
             ConstCounter::new(ring).encode(lost.encode_family(&[("where", "ring")])?)?;
+        }
+        if let Some(replaced) = kernel(LOST_BEFORE_REPLACEMENT).filter(|&n| n > 0) {
+            ConstCounter::new(replaced).encode(lost.encode_family(&[("where", "replaced")])?)?;
         }
         if let Some(export) = &sources.export {
             let count = export.lost.load(std::sync::atomic::Ordering::Relaxed);

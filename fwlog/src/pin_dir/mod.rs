@@ -5,6 +5,7 @@
 pub mod bpf_obj;
 mod holders;
 pub mod record;
+pub mod unread;
 
 use std::{
     collections::BTreeSet,

@@ -120,10 +120,16 @@ pub fn collector(
 }
 
 pub fn print_totals(totals: &Totals) {
-    let export = match totals.lost_export {
+    let mut export = match totals.lost_export {
         0 => String::new(),
         lost => format!(", {lost} flows lost to IPFIX export"),
     };
+    if totals.lost_replaced > 0 {
+        export += &format!(
+            ", {} events an earlier install recorded and no reader read",
+            totals.lost_replaced
+        );
+    }
     eprintln!(
         "fwlog: {} events, {} flows, {} lost, {} flows evicted, {} malformed packets{export}",
         totals.events, totals.flows, totals.lost, totals.evicted, totals.malformed

@@ -263,6 +263,10 @@ impl EventWriter for TextWriter {
         let _ = match site {
             LossSite::Ring => write!(out, " {count} events the kernel could not queue"),
             LossSite::Export => write!(out, " {count} flows the IPFIX exporter could not send"),
+            LossSite::Replaced => write!(
+                out,
+                " {count} events an earlier install recorded and no reader read before it was replaced"
+            ),
         };
         self.end(out);
     }
