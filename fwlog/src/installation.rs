@@ -72,7 +72,6 @@ impl Installation {
     /// (`inspect_slot` proved it this namespace's), its pins make way for these: its rules,
     /// which hold their own programs, keep enforcing until `install_rules` replaces them.
     pub fn pin(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        fs::create_dir_all(PIN_ROOT).with_context(|| format!("creating {PIN_ROOT}"))?;
         let record = Record::new(self.netns, self.mode)?;
         if self.pin_dir.exists() {
             self.replaced = Record::read(&self.pin_dir).ok().flatten();
@@ -83,8 +82,7 @@ impl Installation {
                 record.create(&self.pin_dir)?;
             }
         } else {
-            fs::create_dir(&self.pin_dir)
-                .with_context(|| format!("creating {}", self.pin_dir.display()))?;
+            create_pin_dir(&self.pin_dir)?;
             if let Err(error) = record.create(&self.pin_dir) {
                 let _ = fs::remove_dir(&self.pin_dir);
                 return Err(error);
@@ -502,4 +500,18 @@ pub fn refuse_leftover_rules(netns: NetNs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates `dir` under [`PIN_ROOT`]. The last fwlog of another namespace to remove its directory
+/// removes the empty shared parent too, which can happen between this one's two steps: then
+/// the parent is made again.
+fn create_pin_dir(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        fs::create_dir_all(PIN_ROOT).with_context(|| format!("creating {PIN_ROOT}"))?;
+        match fs::create_dir(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            result => return result.with_context(|| format!("creating {}", dir.display())),
+        }
+    }
 }
