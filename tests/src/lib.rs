@@ -9,6 +9,7 @@ pub mod fwlog;
 pub mod kernel_maps;
 pub mod netns;
 pub mod private_bpffs;
+pub mod scapy;
 pub mod tc;
 pub mod traffic;
 

@@ -105,8 +105,14 @@ const LIBFIXBUF_TOOLS: Package = Package {
     pacman: "libfixbuf",
 };
 
+const SCAPY: Package = Package {
+    apt: "python3-scapy",
+    dnf: "python3-scapy",
+    pacman: "scapy",
+};
+
 /// The programs fwlog, its kernel tests and its bench run, and the package that ships each.
-const SYSTEM_TOOLS: [(&str, Package); 17] = [
+const SYSTEM_TOOLS: [(&str, Package); 18] = [
     ("iptables", IPTABLES),
     ("ip6tables", IPTABLES),
     ("iptables-save", IPTABLES),
@@ -131,6 +137,9 @@ const SYSTEM_TOOLS: [(&str, Package); 17] = [
     ("nfcapd", NFDUMP),
     ("nfdump", NFDUMP),
     ("ipfixDump", LIBFIXBUF_TOOLS),
+    // The hostile-traffic tests build raw frames with scapy (its launcher names the Python
+    // that has it).
+    ("scapy", SCAPY),
 ];
 
 /// rsyslog's RELP modules (no program of their own), under `/usr/lib/<multiarch>/rsyslog/`.
