@@ -4,7 +4,10 @@
 use core::mem::{offset_of, size_of};
 
 use crate::{
-    packet::{PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, PKT_HAS_ICMP_ID, PKT_HAS_PORTS},
+    packet::{
+        icmp_query_type, PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6, PKT_HAS_ICMP, PKT_HAS_ICMP_ID,
+        PKT_HAS_PORTS,
+    },
     process::ProcessInfo,
 };
 
@@ -25,9 +28,11 @@ pub const SEEN_EGRESS: u8 = 2;
 pub enum EndReason {
     /// Both sides sent FIN.
     Fin = 1,
-    /// A side sent RST.
+    /// A side sent a RST the kernel honours (at the sequence number the receiver expects), or
+    /// one after which the flow stopped.
     Rst = 2,
-    /// No packet for `--idle-timeout` (UDP, ICMP, half-open TCP).
+    /// No packet for `--idle-timeout` (UDP, ICMP, half-open TCP) or `--tcp-idle-timeout`
+    /// (established TCP).
     Idle = 3,
     /// The flow table was full and the kernel dropped the entry.
     Evicted = 4,
@@ -64,7 +69,8 @@ impl EndReason {
 pub struct FlowKey {
     pub addr_a: [u8; 16],
     pub addr_b: [u8; 16],
-    /// Ports, or the echo identifier on both sides for ICMP echo.
+    /// Ports; for ICMP the query's identifier (`port_a`) and type (`port_b`), whichever side
+    /// sent the packet, so a query and its answer share a key the way conntrack pairs them.
     pub port_a: u16,
     pub port_b: u16,
     /// The tc program's interface; 0 for verdicts seen in OUTPUT (see `PENDING_VERDICTS`).
@@ -88,12 +94,9 @@ impl FlowKey {
     /// (In place: the eBPF programs keep keys in map memory, not on their small stack.)
     #[inline(always)]
     pub fn set_from(&mut self, packet: &PacketInfo, ifindex: u32) -> u8 {
+        let is_icmp = matches!(packet.proto, IPPROTO_ICMP | IPPROTO_ICMPV6);
         let (src_port, dst_port) = if packet.flags & PKT_HAS_PORTS != 0 {
             (packet.src_port, packet.dst_port)
-        } else if packet.flags & PKT_HAS_ICMP_ID != 0
-            && matches!(packet.proto, IPPROTO_ICMP | IPPROTO_ICMPV6)
-        {
-            (packet.icmp_id, packet.icmp_id)
         } else {
             (0, 0)
         };
@@ -111,12 +114,24 @@ impl FlowKey {
             self.addr_b = packet.dst_addr;
             self.port_a = src_port;
             self.port_b = dst_port;
-            SIDE_A
         } else {
             self.addr_a = packet.dst_addr;
             self.addr_b = packet.src_addr;
             self.port_a = dst_port;
             self.port_b = src_port;
+        }
+        if is_icmp && packet.flags & PKT_HAS_ICMP != 0 {
+            // One flow per query (type and identifier); other messages one per type.
+            let (id, kind) = match icmp_query_type(packet.proto, packet.icmp_type) {
+                Some(query) if packet.flags & PKT_HAS_ICMP_ID != 0 => (packet.icmp_id, query),
+                _ => (0, packet.icmp_type),
+            };
+            self.port_a = id;
+            self.port_b = kind as u16;
+        }
+        if src_first {
+            SIDE_A
+        } else {
             SIDE_B
         }
     }
@@ -145,12 +160,34 @@ fn compare(a: &[u8; 16], b: &[u8; 16]) -> core::cmp::Ordering {
     core::cmp::Ordering::Equal
 }
 
-/// `FlowStats::fin`: side A sent FIN.
+/// `FlowStats::fin`: side A sent FIN (at the place in its stream the receiver expects).
 pub const FIN_A: u64 = 1;
 /// Side B sent FIN.
 pub const FIN_B: u64 = 2;
 /// The flow's end was reported (by the kernel): set once, so it is reported once.
 pub const FLOW_REPORTED: u64 = 4;
+pub use crate::tcp_seq::{SEQ_KNOWN_A, SEQ_KNOWN_B};
+
+/// How long a TCP flow may stay quiet after a RST the kernel would not honour before the sweep
+/// takes it for one that did and ends the flow (`rst`): conntrack's own wait after a reset
+/// (`nf_conntrack_tcp_timeout_close`, 10 s).
+pub const RST_LINGER_NS: u64 = 10_000_000_000;
+
+/// Free entries each CPU may hold back from a common-LRU hash map: a CPU takes them from the
+/// shared free list in batches of up to this many, and when fewer are left there it evicts
+/// rather than wait for another CPU's (kernel/bpf/bpf_lru_list.c, `LOCAL_FREE_TARGET`).
+pub const LRU_FREE_BATCH: u32 = 128;
+
+/// Entries to create the flow table with so that it holds `flows` flows in all, whichever
+/// CPUs insert them, before the kernel evicts any: `flows` plus what the CPUs may hold back.
+pub const fn flow_table_entries(flows: u32, cpus: u32) -> u32 {
+    flows.saturating_add(cpus.saturating_mul(LRU_FREE_BATCH))
+}
+
+/// The flows a table created by [`flow_table_entries`] with `entries` holds.
+pub const fn flows_held(entries: u32, cpus: u32) -> u32 {
+    entries.saturating_sub(cpus.saturating_mul(LRU_FREE_BATCH))
+}
 
 /// What the flow table keeps per flow. Counters are updated with atomic adds: the ingress and
 /// egress programs of one flow can run on two CPUs at once.
@@ -166,7 +203,7 @@ pub struct FlowStats {
     /// Every TCP flag seen, in either direction. (64 bits: eBPF's atomic OR on the default
     /// CPU model has no 32-bit form.)
     pub tcp_flags: u64,
-    /// `FIN_A`, `FIN_B`, `FLOW_REPORTED`.
+    /// `FIN_A`, `FIN_B`, `FLOW_REPORTED`, `SEQ_KNOWN_A`, `SEQ_KNOWN_B`.
     pub fin: u64,
     /// Which side sent the first packet: the client.
     pub opener: u8,
@@ -185,9 +222,16 @@ pub struct FlowStats {
     pub icmp_code: u8,
     /// The local process that opened the flow, when known (`process.pid != 0`).
     pub process: ProcessInfo,
+    /// TCP: per side, the sequence number after the last byte of its stream seen in order
+    /// (or acknowledged by this host), valid with `SEQ_KNOWN_*`. A RST from that side is one
+    /// the receiver honours when it carries this number (RFC 5961 3.2, which Linux follows).
+    pub next_seq: [u32; 2],
+    /// CLOCK_BOOTTIME of the last RST that did not end the flow (0: none), for
+    /// [`RST_LINGER_NS`].
+    pub rst_ns: u64,
 }
 
-const _: () = assert!(size_of::<FlowStats>() == 112);
+const _: () = assert!(size_of::<FlowStats>() == 128);
 const _: () = assert!(offset_of!(FlowStats, pkts) == 16);
 
 /// Ties later fragments to the flow of the first one.
@@ -232,6 +276,12 @@ pub struct FragmentFlow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowScratch {
+    /// The TCP packet's place in its stream (zero for other protocols).
+    pub segment: crate::tcp_seq::TcpSegment,
+    pub _pad0: [u8; 4],
+    /// Where the IP packet ends, and its length, through memory like `l4_offset`.
+    pub ip_end: u64,
+    pub ip_bytes: u64,
     pub packet: PacketInfo,
     pub quoted: PacketInfo,
     pub key: FlowKey,
@@ -248,12 +298,14 @@ pub struct FlowScratch {
 
 /// A flow proposed by tc ingress and not yet in the table (one per CPU, `NEW_FLOW`).
 ///
-/// Most inbound connection attempts on an exposed interface are refused, and a refused attempt
-/// is not kept as a flow. So tc ingress does not insert a new flow at once: it leaves it here,
-/// and the verdict program that runs next on this CPU (netfilter INPUT runs in the same softirq
-/// as tc ingress) inserts it when the packet is accepted and drops it when it is refused. A
-/// proposal that no verdict program took (the packet was accepted or dropped by a rule of the
-/// user's) is inserted by the next tc run on this CPU, as before.
+/// A flow starts only from a packet the stack accepted. tc ingress runs before the stack has
+/// looked at a packet at all (lengths, checksums, routing, the firewall), so it does not
+/// insert a new inbound flow: it leaves it here, and the verdict program that runs next on
+/// this CPU (netfilter INPUT runs in the same softirq as tc ingress) inserts it when the
+/// packet is accepted and drops it when it is refused. A proposal that no verdict program took
+/// (a rule of the user's decided first, the packet was forwarded, or the stack dropped it) is
+/// moved to `TENTATIVE` by the next tc run on this CPU, and becomes a flow only when the other
+/// side answers it (the host's stack, or the host it was forwarded to, took it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NewFlow {
@@ -266,8 +318,28 @@ pub struct NewFlow {
     pub stats: FlowStats,
 }
 
-const _: () = assert!(size_of::<NewFlow>() == 160);
+const _: () = assert!(size_of::<NewFlow>() == 176);
 const _: () = assert!(offset_of!(NewFlow, stats) == 48);
+
+/// Slots of `PROPOSED_ON`: which CPU last proposed a flow whose key falls in the slot.
+pub const PROPOSAL_SLOTS: usize = 1 << 14;
+
+/// `PROPOSED_ON`'s slot for `key`: a cheap mix of the ports, the interface and the address
+/// words where IPv4 and IPv6 addresses differ most. A collision only costs a look at another
+/// CPU's proposal that turns out not to match.
+#[inline(always)]
+pub fn proposal_slot(key: &FlowKey) -> usize {
+    let word = |bytes: &[u8; 16], at: usize| {
+        u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    };
+    let mixed = word(&key.addr_a, 0)
+        ^ word(&key.addr_a, 12)
+        ^ word(&key.addr_b, 0).rotate_left(7)
+        ^ word(&key.addr_b, 12).rotate_left(7)
+        ^ ((key.port_a as u32) << 16 | key.port_b as u32)
+        ^ key.ifindex.rotate_left(13);
+    (mixed.wrapping_mul(0x9e37_79b9) >> (32 - PROPOSAL_SLOTS.trailing_zeros())) as usize
+}
 
 /// A verdict seen in OUTPUT, before the tc egress program creates the flow.
 #[repr(C)]
@@ -292,7 +364,7 @@ pub struct FlowEndEvent {
     pub stats: FlowStats,
 }
 
-const _: () = assert!(size_of::<FlowEndEvent>() == 168);
+const _: () = assert!(size_of::<FlowEndEvent>() == 184);
 const _: () = assert!(offset_of!(FlowEndEvent, stats) == 56);
 
 #[cfg(feature = "user")]
@@ -403,6 +475,52 @@ mod tests {
             FlowKey::of_packet(&request, 1).0,
             FlowKey::of_packet(&other, 1).0
         );
+    }
+
+    fn icmp(icmp_type: u8, id: u16, from_a: bool) -> PacketInfo {
+        let has_id = crate::packet::icmp_query_type(IPPROTO_ICMP, icmp_type).is_some();
+        let mut p = PacketInfo {
+            ip_version: 4,
+            proto: IPPROTO_ICMP,
+            icmp_type,
+            icmp_id: id,
+            flags: PKT_HAS_ICMP | if has_id { PKT_HAS_ICMP_ID } else { 0 },
+            ..PacketInfo::default()
+        };
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst) = if from_a { (a, b) } else { (b, a) };
+        p.src_addr[..4].copy_from_slice(&src);
+        p.dst_addr[..4].copy_from_slice(&dst);
+        p
+    }
+
+    #[test]
+    fn icmp_flows_are_one_per_query_type_and_identifier() {
+        let key = |t, id, from_a| FlowKey::of_packet(&icmp(t, id, from_a), 1).0;
+        assert_eq!(
+            key(13, 5, true),
+            key(14, 5, false),
+            "timestamp and its reply"
+        );
+        assert_ne!(key(13, 5, true), key(13, 6, true), "another identifier");
+        assert_ne!(key(13, 5, true), key(8, 5, true), "another query");
+        assert_ne!(
+            key(17, 0, true),
+            key(13, 0, true),
+            "another query, no identifier"
+        );
+        assert_ne!(
+            key(134, 0, true),
+            key(9, 0, true),
+            "other messages, per type"
+        );
+    }
+
+    #[test]
+    fn the_flow_table_has_room_for_what_cpus_hold_back() {
+        assert_eq!(flow_table_entries(1024, 2), 1024 + 256);
+        assert_eq!(flows_held(flow_table_entries(65_536, 64), 64), 65_536);
+        assert_eq!(flows_held(10, 4), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod flow_filter;
 pub mod packet;
 pub mod process;
 pub mod programs;
+pub mod tcp_seq;
 
 #[cfg(feature = "user")]
 extern crate std;

@@ -1,42 +1,47 @@
 //! tc classifiers on ingress and egress of each watched interface: the flow table.
 //!
-//! Every IP packet is counted to its flow (direction-normalised 5-tuple + interface). A flow
-//! starts with a TCP SYN (without ACK) or the first packet of any other protocol; ICMP errors
-//! that quote a tracked flow are counted to it; TCP flows end, and are reported, on FIN from
-//! both sides or on RST. The collector sweeps idle flows. The programs never change a packet's
-//! fate: they return TC_ACT_UNSPEC (TCX_NEXT), whatever happens.
+//! Every IP packet of a tracked flow is counted to it (direction-normalised 5-tuple +
+//! interface), by its length as the IP header gives it. A flow starts with a TCP SYN (without
+//! ACK) or the first packet of any other protocol, once the stack has accepted it: outbound at
+//! tc egress, which only sees what the stack sends; inbound through a proposal that the
+//! verdict program or an answer confirms (`proposal.rs`). ICMP errors are counted to the flow
+//! they quote, never a flow of their own; TCP flows end, and are reported, on FIN from both
+//! sides or on a RST the receiver honours (`tcp.rs`). The collector sweeps idle flows. The
+//! programs never change a packet's fate: they return TC_ACT_UNSPEC (TCX_NEXT), whatever
+//! happens.
 //!
 //! Large values (parsed headers, keys, new flow stats) live in a per-CPU scratch map, not on
 //! the stack: eBPF has 512 bytes of stack for a whole call chain.
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
+    bindings::{__sk_buff, TC_ACT_UNSPEC},
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
 use fwlog_common::{
-    counters::{FLOWS_CREATED, FLOWS_ENDED, FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
+    counters::{FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
     dns::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
-    flow::{
-        EndReason, FlowEndEvent, FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey,
-        NewFlow, EVENT_KIND_FLOW_END, FIN_A, FIN_B, FLOW_REPORTED, SEEN_EGRESS, SEEN_INGRESS,
-        SIDE_A, SIDE_B,
-    },
+    flow::{FlowScratch, FragmentFlow, FragmentKey, SEEN_EGRESS, SEEN_INGRESS, SIDE_A, SIDE_B},
     packet::{
-        is_icmp_error, parse_ip_into, parse_quoted_into, PacketInfo, PacketReader, IPPROTO_TCP,
-        IPPROTO_UDP, NO_L4, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_ICMP, PKT_L4_UNPARSED,
+        is_icmp_error, parse_ip_into, parse_quoted_into, IpLayout, PacketReader, IPPROTO_TCP,
+        IPPROTO_UDP, PKT_FRAGMENT, PKT_FRAGMENTED, PKT_HAS_TCP_FLAGS, PKT_L4_UNPARSED,
     },
+    tcp_seq::{tcp_segment, TcpSegment, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
-    atomic::{add_u64, fetch_or_u64},
+    entries::{add_packet, first_packet_stats, insert_flow},
     maps::{
-        count, filter_count_in, filter_count_out, may_be_tracked, submit_flags, EVENTS, FLOWS,
-        FLOW_SCRATCH, FRAGMENTS, NEW_FLOW, PENDING_VERDICTS, SOCKETS,
+        count, may_be_tracked, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS,
+        MAX_HEADER_OFFSET, PENDING_VERDICTS, SOCKETS, TENTATIVE,
     },
-    memory::zero_words,
+    proposal::{
+        answer_elsewhere, answer_tentative, count_to_waiting, propose_flow, settle_proposal,
+        Settled,
+    },
     skb::{TcDirectReader, TcReader},
+    tcp::{packet_word, tcp_progress},
 };
 
 const ETHERNET_HEADER: usize = 14;
@@ -56,11 +61,6 @@ const DNS_HEADER: usize = 12;
 /// 1 when DNS responses are copied to the collector (the user side sets it at load time).
 #[no_mangle]
 static DNS_CAPTURE: u8 = 0;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 // One program per direction and link-layer kind, so the header length is fixed at build time
 // (a hash lookup per packet for it showed in the bench's profile).
@@ -91,45 +91,77 @@ pub fn flow_egress_l3(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn track(ctx: &TcContext, seen: u8, link_header: usize) {
-    // A flow proposed by an earlier packet on this CPU that no verdict program took: insert it
-    // before this packet, which may belong to it, is counted.
-    if let Some(proposal) = NEW_FLOW.get_ptr_mut(0) {
-        // SAFETY: this CPU's entry; nothing else runs on this CPU while we do.
-        let proposal = unsafe { &mut *proposal };
-        if proposal.waiting != 0 {
-            insert_new_flow(proposal);
-        }
-    }
     let Some(scratch) = FLOW_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's scratch entry; nothing else runs on this CPU while we do.
     let scratch = unsafe { &mut *scratch };
     let skb = ctx.skb.skb;
+    // Each way through the parser ends with its own exact transport offset (and IPv6 chain,
+    // and header length), and the verifier checked the rest of the program once per way:
+    // 684 000 instructions verified for flow_ingress once (of the kernel's limit of a
+    // million), 1.8 s to load it. Passed through map memory from one function to the next,
+    // with nothing else kept between them, every way arrives at the second the same and the
+    // rest is checked once. (Two calls side by side, not nested: their stacks add up.)
+    if parse_packet(skb, scratch, seen as u64 | (link_header as u64) << 8) {
+        count_parsed(skb, scratch, seen as u64);
+    }
+}
+
+/// Parses the packet into `scratch` (its headers, and where they are); false for what is not
+/// IP or cannot be parsed (counted, when it came in). `seen_and_link` is the `SEEN_*` value
+/// and, in the bits above, the link-layer header length.
+#[inline(never)]
+fn parse_packet(skb: *mut __sk_buff, scratch: &mut FlowScratch, seen_and_link: u64) -> bool {
+    let seen = seen_and_link as u8;
+    let ctx = TcContext::new(skb);
+    let reader = TcDirectReader::new(&ctx);
+    let Some(l3_offset) = ip_offset(&reader, (seen_and_link >> 8) as usize) else {
+        return false; // ARP, LLDP, …: not IP, not a flow.
+    };
+    // Malformed packets are counted once, by the first fwlog program that sees them: tc
+    // ingress for what comes in (the verdict program leaves those alone), the verdict
+    // program for what the host sends.
+    let Ok(layout) = parse_ip_into(&reader, l3_offset, &mut scratch.packet) else {
+        if seen == SEEN_INGRESS {
+            count(MALFORMED_PACKETS);
+        }
+        return false;
+    };
+    scratch.l4_offset = layout.l4_offset as u64;
+    scratch.ip_end = layout.ip_end as u64;
+    scratch.ip_bytes = layout.ip_len(l3_offset) as u64;
+    true
+}
+
+/// The rest of [`track`], for a packet whose headers `scratch` holds.
+#[inline(never)]
+fn count_parsed(skb: *mut __sk_buff, scratch: &mut FlowScratch, seen: u64) {
+    let seen = seen as u8;
+    let ctx = TcContext::new(skb);
+    let ctx = &ctx;
     // SAFETY: fields of the program's own context, readable from tc programs.
-    let (ifindex, skb_len) = unsafe { ((*skb).ifindex, (*skb).len) };
+    let (ifindex, from_elsewhere) = unsafe { ((*skb).ifindex, (*skb).ingress_ifindex) };
     let reader = TcDirectReader::new(ctx);
-    let Some(l3_offset) = ip_offset(&reader, link_header) else {
-        return; // ARP, LLDP, …: not IP, not a flow.
+    // SAFETY: fields of this CPU's scratch entry; volatile so the compiler does not reuse
+    // the values stored before the call. The offset is bounded again for the direct packet
+    // reads after it.
+    let (layout, ip_bytes) = unsafe {
+        (
+            IpLayout {
+                l4_offset: (core::ptr::read_volatile(&scratch.l4_offset) as usize)
+                    .min(MAX_HEADER_OFFSET),
+                ip_end: core::ptr::read_volatile(&scratch.ip_end) as usize,
+            },
+            core::ptr::read_volatile(&scratch.ip_bytes),
+        )
     };
-    let Ok(l4_offset) = parse_ip_into(&reader, l3_offset, &mut scratch.packet) else {
-        count(MALFORMED_PACKETS);
-        return;
-    };
-    // Each way through the parser ends with its own exact transport offset, and the verifier,
-    // which sees the offset compared below, checked the rest of the program once per value:
-    // 684 000 instructions verified for flow_ingress (of the kernel's limit of a million) and
-    // 1.8 s to load it. Read back from map memory, the offset is just a number: 136 000
-    // instructions, 0.2 s.
-    scratch.l4_offset = l4_offset as u64;
-    // SAFETY: a field of this CPU's scratch entry; volatile so the compiler does not reuse
-    // the value it just stored.
-    let l4_offset = unsafe { core::ptr::read_volatile(&scratch.l4_offset) } as usize;
     if scratch.packet.flags & PKT_L4_UNPARSED != 0 {
-        count(MALFORMED_PACKETS);
+        if seen == SEEN_INGRESS {
+            count(MALFORMED_PACKETS);
+        }
         return;
     }
-    let ip_bytes = (skb_len as usize).saturating_sub(l3_offset) as u64;
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
 
@@ -140,36 +172,70 @@ fn track(ctx: &TcContext, seen: u8, link_header: usize) {
     if seen == SEEN_INGRESS
         && scratch.packet.proto == IPPROTO_UDP
         && scratch.packet.src_port == DNS_PORT
-        && l4_offset != NO_L4
         // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
         && unsafe { core::ptr::read_volatile(&DNS_CAPTURE) } != 0
     {
-        capture_dns(ctx, l4_offset + 8, skb_len as usize);
+        capture_dns(ctx, layout.l4_offset + 8, layout.ip_end);
     }
-    if is_icmp_error(&scratch.packet)
-        && l4_offset != NO_L4
-        && attach_icmp_error(ctx, scratch, l4_offset, ifindex, ip_bytes)
-    {
+    if is_icmp_error(&scratch.packet) {
+        // Counted to the flow it quotes, or to nothing: never a flow of its own.
+        attach_icmp_error(ctx, scratch, layout.l4_offset, ifindex, ip_bytes);
         return;
     }
 
-    let side = scratch.key.set_from(&scratch.packet, ifindex);
     let is_tcp = scratch.packet.proto == IPPROTO_TCP;
     let tcp_flags = if is_tcp { scratch.packet.tcp_flags } else { 0 };
+    scratch.segment = if is_tcp && scratch.packet.flags & PKT_HAS_TCP_FLAGS != 0 {
+        tcp_segment(&reader, layout).unwrap_or_default()
+    } else {
+        TcpSegment::default()
+    };
+    let side = scratch.key.set_from(&scratch.packet, ifindex);
+    // A flow proposed by an earlier packet on this CPU that no verdict program took: this
+    // packet may be more of it, or its answer; else it waits in TENTATIVE for one.
+    let settled = settle_proposal(scratch, side, tcp_flags, ip_bytes, now);
+    if settled == Settled::Absorbed as u8 {
+        remember_first_fragment(scratch, ifindex, side);
+        return;
+    }
     let opens = !is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     // A packet that would open a flow if none were found skips the lookup when the filter
     // says there is none, and so does an inbound SYN, which opens a connection. Either may be
     // wrong (a retransmitted SYN, a count lost to a race): inserting the flow then finds the
     // one in the table and counts the packet to it.
-    let known = if opens && (seen == SEEN_INGRESS && is_tcp || !may_be_tracked(&scratch.key)) {
+    let mut known = if settled == Settled::Nothing as u8
+        && opens
+        && (seen == SEEN_INGRESS && is_tcp || !may_be_tracked(&scratch.key))
+    {
         None
     } else {
         FLOWS.get_ptr_mut(&scratch.key)
     };
+    // An answer leaving the host to an inbound flow no verdict program saw (a rule of the
+    // user's took it, or it was forwarded): the stack took it, so it becomes a flow now.
+    // Only what can open the answer: anything but TCP, or a SYN-ACK.
+    if known.is_none()
+        && seen == SEEN_EGRESS
+        && (!is_tcp || tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK)
+        && (answer_tentative(scratch, side, tcp_flags)
+            || answer_elsewhere(scratch, side, tcp_flags))
+    {
+        known = FLOWS.get_ptr_mut(&scratch.key);
+        if known.is_none() {
+            // A RST to it: refused, not a flow.
+            return;
+        }
+    }
     if let Some(stats) = known {
         add_packet(stats, side, ip_bytes, now, tcp_flags);
         if is_tcp {
-            end_tcp_if_closed(&scratch.key, stats, side, tcp_flags);
+            let local = from_elsewhere == 0;
+            tcp_progress(
+                scratch,
+                stats,
+                packet_word(side, tcp_flags, seen, local),
+                now,
+            );
         }
     } else if opens && seen == SEEN_INGRESS {
         propose_flow(scratch, side, ip_bytes, now);
@@ -179,9 +245,13 @@ fn track(ctx: &TcContext, seen: u8, link_header: usize) {
         start_outbound_flow(scratch, side, ip_bytes, now);
     }
     // Else: TCP in the middle of a connection that predates fwlog; not a new flow.
+    remember_first_fragment(scratch, ifindex, side);
+}
 
+/// The first fragment of a datagram: remember its flow for the later ones (no ports).
+#[inline(always)]
+fn remember_first_fragment(scratch: &mut FlowScratch, ifindex: u32, side: u8) {
     if scratch.packet.flags & PKT_FRAGMENTED != 0 {
-        // The first fragment: remember its flow for the later ones.
         scratch.fragment = FragmentKey::of_packet(&scratch.packet, ifindex);
         let flow = FragmentFlow {
             key: scratch.key,
@@ -223,14 +293,22 @@ fn count_later_fragment(scratch: &mut FlowScratch, ifindex: u32, ip_bytes: u64, 
             let side = first.side;
             if let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) {
                 add_packet(stats, side, ip_bytes, now, 0);
+            } else if !count_to_waiting(&scratch.key, side, ip_bytes, now) {
+                // Not accepted yet (reassembly comes before the firewall): counted to the
+                // proposal or the tentative flow the first fragment made.
+                if let Some(stats) = TENTATIVE.get_ptr_mut(&scratch.key) {
+                    add_packet(stats, side, ip_bytes, now, 0);
+                }
             }
         }
         None => count(FRAGMENTS_UNMATCHED),
     }
 }
 
-/// Counts an ICMP error to the flow it quotes. Returns false when no such flow is tracked.
-/// A function of its own (a BPF subprogram) so its code is not inlined twice.
+/// Counts an ICMP error to the flow it quotes, if that is a tracked flow and the quote is a
+/// packet the error's recipient could have sent (its source is the error's destination, as
+/// the kernel's ICMP handlers look it up); garbage and quotes of untracked flows count to
+/// nothing. A function of its own (a BPF subprogram) so its code is not inlined twice.
 #[inline(never)]
 fn attach_icmp_error(
     ctx: &TcContext,
@@ -238,17 +316,21 @@ fn attach_icmp_error(
     l4_offset: usize,
     ifindex: u32,
     ip_bytes: u64,
-) -> bool {
+) {
     // SAFETY: helper without arguments. (Read here, not passed: BPF calls take 5 arguments.)
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // The quoted packet starts after the 8-byte ICMP header. (Read through the helper: rare
     // packets, and direct reads at these offsets did not pass the verifier.)
-    if parse_quoted_into(&TcReader(ctx), l4_offset + 8, &mut scratch.quoted).is_err() {
-        return false;
+    if parse_quoted_into(&TcReader(ctx), l4_offset + 8, &mut scratch.quoted).is_err()
+        || scratch.quoted.flags & PKT_L4_UNPARSED != 0
+        || scratch.quoted.ip_version != scratch.packet.ip_version
+        || !same_address(&scratch.quoted.src_addr, &scratch.packet.dst_addr)
+    {
+        return;
     }
     let quoted_side = scratch.key.set_from(&scratch.quoted, ifindex);
     let Some(stats) = FLOWS.get_ptr_mut(&scratch.key) else {
-        return false;
+        return;
     };
     // The error goes back to whoever sent the quoted packet, so it comes from the other side
     // (or from a router on the way, which speaks for it).
@@ -263,76 +345,15 @@ fn attach_icmp_error(
         (*stats).icmp_error_type = scratch.packet.icmp_type;
         (*stats).icmp_error_code = scratch.packet.icmp_code;
     }
-    true
 }
 
-/// The first packet of an inbound flow: proposed to the verdict program that runs next on this
-/// CPU rather than inserted (see [`NewFlow`]). The caller has emptied the proposal slot.
-#[inline(never)]
-fn propose_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: u64) {
-    let Some(proposal) = NEW_FLOW.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: this CPU's entry; nothing else runs on this CPU while we do.
-    let proposal = unsafe { &mut *proposal };
-    first_packet_stats(
-        &mut proposal.stats,
-        &scratch.packet,
-        side,
-        SEEN_INGRESS,
-        ip_bytes,
-        now,
-    );
-    proposal.key = scratch.key;
-    proposal.side = side;
-    proposal.waiting = 1;
-}
-
-/// Puts a proposed flow into the table and empties the proposal slot.
-#[inline(never)]
-pub fn insert_new_flow(proposal: &mut NewFlow) {
-    proposal.waiting = 0;
-    insert_flow(&proposal.key, &proposal.stats, proposal.side);
-}
-
-/// Inserts a new flow (`stats` after its first packet, sent by `side`), or, when another CPU
-/// created it meanwhile, counts that first packet to the existing one.
+/// Whether two addresses are the same, a word at a time (no `bcmp` in eBPF).
 #[inline(always)]
-fn insert_flow(key: &FlowKey, stats: &FlowStats, side: u8) {
-    // Counted in first, so that no packet of the flow finds it in the table but not in the
-    // filter (a flow that was there already is counted once more: harmless).
-    filter_count_in(key);
-    match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
-        Ok(()) => count(FLOWS_CREATED),
-        Err(_) => {
-            if let Some(existing) = FLOWS.get_ptr_mut(key) {
-                // A proposal inserted late must not move the flow's last packet back in time.
-                // SAFETY: a live map value; a plain read of a field only ever stored whole.
-                let last_ns = unsafe { (*existing).last_ns }.max(stats.first_ns);
-                add_packet(
-                    existing,
-                    side,
-                    stats.bytes[side as usize & 1],
-                    last_ns,
-                    stats.tcp_flags as u8,
-                );
-            }
-        }
-    }
-}
-
-/// Whether two keys are the same, a word at a time (`==` on the address arrays would be a
-/// `bcmp` call, which eBPF does not have).
-#[inline(always)]
-pub fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
-    const WORDS: usize = core::mem::size_of::<FlowKey>() / 4;
-    let a = (a as *const FlowKey).cast::<u32>();
-    let b = (b as *const FlowKey).cast::<u32>();
+fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
     let mut differ = 0;
     let mut i = 0;
-    while i < WORDS {
-        // SAFETY: `i` stays within the two keys, which are 4-aligned (they hold a u32).
-        differ |= unsafe { *a.add(i) ^ *b.add(i) };
+    while i < 16 {
+        differ |= a[i] ^ b[i];
         i += 1;
     }
     differ == 0
@@ -345,9 +366,9 @@ fn start_outbound_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: 
     first_packet_stats(
         &mut scratch.stats,
         &scratch.packet,
+        &scratch.segment,
         side,
-        SEEN_EGRESS,
-        ip_bytes,
+        SEEN_EGRESS as u64 | ip_bytes << 8,
         now,
     );
     let stats = &mut scratch.stats;
@@ -367,93 +388,11 @@ fn start_outbound_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: 
     insert_flow(&scratch.key, &scratch.stats, side);
 }
 
-/// A new flow's counters after its first packet.
-#[inline(always)]
-fn first_packet_stats(
-    stats: &mut FlowStats,
-    packet: &PacketInfo,
-    side: u8,
-    seen: u8,
-    ip_bytes: u64,
-    now: u64,
-) {
-    zero_words(stats);
-    stats.first_ns = now;
-    stats.last_ns = now;
-    stats.tcp_flags = packet.tcp_flags as u64;
-    stats.opener = side;
-    stats.first_seen = seen;
-    stats.pkts[side as usize & 1] = 1;
-    stats.bytes[side as usize & 1] = ip_bytes;
-    if packet.flags & PKT_HAS_ICMP != 0 {
-        stats.icmp_type = packet.icmp_type;
-        stats.icmp_code = packet.icmp_code;
-    }
-}
-
-#[inline(always)]
-fn add_packet(stats: *mut FlowStats, side: u8, ip_bytes: u64, now: u64, tcp_flags: u8) {
-    let side = side as usize & 1;
-    // SAFETY: `stats` points into a live map value; the counters are only changed atomically
-    // (the ingress and egress programs of one flow may run on two CPUs at once).
-    unsafe {
-        add_u64(&raw mut (*stats).pkts[side], 1);
-        add_u64(&raw mut (*stats).bytes[side], ip_bytes);
-        (*stats).last_ns = now;
-        if tcp_flags != 0 {
-            fetch_or_u64(&raw mut (*stats).tcp_flags, tcp_flags as u64);
-        }
-    }
-}
-
-#[inline(always)]
-fn end_tcp_if_closed(key: &FlowKey, stats: *mut FlowStats, side: u8, tcp_flags: u8) {
-    if tcp_flags & TCP_RST != 0 {
-        end_flow(key, stats, EndReason::Rst as u8);
-    } else if tcp_flags & TCP_FIN != 0 {
-        let fin = if side == SIDE_A { FIN_A } else { FIN_B };
-        // SAFETY: as in add_packet.
-        let before = unsafe { fetch_or_u64(&raw mut (*stats).fin, fin) };
-        if (before | fin) & (FIN_A | FIN_B) == FIN_A | FIN_B {
-            end_flow(key, stats, EndReason::Fin as u8);
-        }
-    }
-}
-
-/// Reports the flow once (whichever CPU gets here first) and removes it.
+/// Copies a DNS response (UDP from port 53) to the collector, which keeps address → name:
+/// the datagram's payload, up to where the IP packet ends.
 #[inline(never)]
-fn end_flow(key: &FlowKey, stats: *mut FlowStats, reason: u8) {
-    // SAFETY: as in add_packet.
-    let before = unsafe { fetch_or_u64(&raw mut (*stats).fin, FLOW_REPORTED) };
-    if before & FLOW_REPORTED != 0 {
-        return;
-    }
-    match EVENTS.reserve::<FlowEndEvent>(0) {
-        Some(mut entry) => {
-            let event = entry.as_mut_ptr();
-            // SAFETY: `event` is the reserved ring-buffer record, `stats` a live map value.
-            unsafe {
-                (*event).kind = EVENT_KIND_FLOW_END;
-                (*event).reason = reason;
-                (*event)._pad = [0; 6];
-                (*event).key = *key;
-                (*event)._pad1 = [0; 4];
-                core::ptr::copy_nonoverlapping(stats, &raw mut (*event).stats, 1);
-            }
-            entry.submit(submit_flags());
-        }
-        None => count(LOST_EVENTS),
-    }
-    if FLOWS.remove(key).is_ok() {
-        filter_count_out(key);
-    }
-    count(FLOWS_ENDED);
-}
-
-/// Copies a DNS response (UDP from port 53) to the collector, which keeps address → name.
-#[inline(never)]
-fn capture_dns(ctx: &TcContext, payload_offset: usize, skb_len: usize) {
-    let available = skb_len.saturating_sub(payload_offset);
+fn capture_dns(ctx: &TcContext, payload_offset: usize, ip_end: usize) {
+    let available = ip_end.saturating_sub(payload_offset);
     if available < DNS_HEADER {
         return;
     }

@@ -9,12 +9,15 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod atomic;
+mod entries;
 mod flow;
 mod liveness;
 mod maps;
 mod memory;
 mod process;
+mod proposal;
 mod skb;
+mod tcp;
 mod verdict;
 
 // A reachable panic must fail verification loudly, so it loops instead of being "unreachable".

@@ -1,16 +1,16 @@
 //! Every map of the object. The user side may resize them before loading.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP,
-        BPF_RB_NO_WAKEUP,
-    },
+    bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use fwlog_common::{
     counters::COUNTER_SLOTS,
-    flow::{FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, NewFlow, PendingVerdict},
+    flow::{
+        FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, NewFlow, PendingVerdict,
+        PROPOSAL_SLOTS,
+    },
     flow_filter::{counted_in, counted_out, filter_slot, FlowFilter, FILTER_SLOTS},
     process::ProcessInfo,
 };
@@ -29,9 +29,18 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// The flow table, written by the tc programs and, for the verdict, the netfilter ones.
+///
+/// One LRU for all CPUs: with `BPF_F_NO_COMMON_LRU` each CPU would hold its share of the
+/// entries only (half of `--flow-table-size` on two CPUs, whatever the others hold). The user
+/// side sizes it with room for what each CPU may hold back
+/// (`fwlog_common::flow::flow_table_entries`), so it holds the number asked for in all.
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowStats> =
-    LruHashMap::with_max_entries(DEFAULT_FLOWS, BPF_F_NO_COMMON_LRU);
+pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+
+/// Inbound flows that no verdict program accepted, waiting for an answer that shows the stack
+/// took them (see `proposal.rs`). Never reported: most are packets the stack dropped.
+#[map]
+pub static TENTATIVE: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(4096, 0);
 
 /// Tracked flows per hash slot of their key (see `fwlog_common::flow_filter`); the collector
 /// maps it into its memory to count the flows it removes.
@@ -94,6 +103,55 @@ pub static SOCKETS: LruHashMap<u64, ProcessInfo> = LruHashMap::with_max_entries(
 /// it (see [`NewFlow`]).
 #[map]
 pub static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per slot of `fwlog_common::flow::proposal_slot`, 1 + the CPU whose `NEW_FLOW` last took a
+/// proposal of a key in that slot (0: none): an answer that another CPU sends (a server's
+/// reply, from whichever CPU its process runs on) finds the proposal there.
+#[map]
+pub static PROPOSED_ON: Array<[u16; PROPOSAL_SLOTS]> = Array::with_max_entries(1, 0);
+
+/// Another CPU's `NEW_FLOW` entry (`bpf_map_lookup_percpu_elem`, Linux 5.19).
+#[inline(always)]
+pub fn new_flow_on(cpu: u32) -> Option<*mut NewFlow> {
+    let index = 0u32;
+    // SAFETY: the map's own address (aya-ebpf's map types are `repr(transparent)` over the
+    // definition the loader relocates) and a key of the map's key type.
+    let value = unsafe {
+        aya_ebpf::helpers::generated::bpf_map_lookup_percpu_elem(
+            core::ptr::addr_of!(NEW_FLOW) as *mut core::ffi::c_void,
+            (&raw const index).cast(),
+            cpu,
+        )
+    };
+    (!value.is_null()).then_some(value.cast())
+}
+
+/// A word of map memory per CPU to pass values through, so the verifier forgets them (it does
+/// not follow what is stored in map values).
+#[map]
+static FORGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The largest header offset the tc programs read at: the verifier takes direct packet reads
+/// only at offsets it knows to be below 64 KiB, and a header 32 KiB into a packet is past any
+/// real chain of headers (offsets past it read, and fail, there).
+pub const MAX_HEADER_OFFSET: usize = 0x7fff;
+
+/// `value`, through [`FORGET`], as a header offset (at most [`MAX_HEADER_OFFSET`]).
+/// [`MAX_HEADER_OFFSET`] if the map cannot be had (it always can).
+#[inline(always)]
+pub fn forget(value: usize) -> usize {
+    let Some(slot) = FORGET.get_ptr_mut(0) else {
+        // Never taken, but verifiers before Linux 6.14 walk it: a constant, so that every way
+        // through it is the same way.
+        return MAX_HEADER_OFFSET;
+    };
+    // SAFETY: this CPU's word; volatile so the store and the load both happen.
+    let forgotten = unsafe {
+        core::ptr::write_volatile(slot, value as u64);
+        core::ptr::read_volatile(slot)
+    } as usize;
+    forgotten.min(MAX_HEADER_OFFSET)
+}
 
 /// Records submitted on this CPU, counted down to the next look at the ring's fill level.
 #[map]

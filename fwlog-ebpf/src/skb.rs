@@ -11,6 +11,16 @@ impl PacketReader for SkbReader<'_> {
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         self.0.load::<[u8; N]>(offset).ok()
     }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.0.len() as usize
+    }
+
+    #[inline(always)]
+    fn forget(&self, offset: usize) -> usize {
+        crate::maps::forget(offset)
+    }
 }
 
 pub struct TcReader<'a>(pub &'a aya_ebpf::programs::TcContext);
@@ -19,6 +29,11 @@ impl PacketReader for TcReader<'_> {
     #[inline(always)]
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         self.0.load::<[u8; N]>(offset).ok()
+    }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.0.len() as usize
     }
 }
 
@@ -66,5 +81,20 @@ impl PacketReader for TcDirectReader<'_> {
             .load::<[u8; 2]>(offset)
             .ok()
             .map(|[first, second]| (first, second))
+    }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.ctx.len() as usize
+    }
+
+    #[inline(always)]
+    fn forget(&self, offset: usize) -> usize {
+        crate::maps::forget(offset)
+    }
+
+    #[inline(always)]
+    fn read_rare<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        self.ctx.load::<[u8; N]>(offset).ok()
     }
 }

@@ -149,7 +149,12 @@ pub struct WatchArgs {
     /// (default 60).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: Option<u64>,
-    /// Flows the kernel's flow table holds, about 224 bytes of kernel memory each (default 65536).
+    /// Seconds without a packet after which an established TCP connection is reported idle
+    /// (default 432000, five days: conntrack's own timeout for established connections, after
+    /// which the kernel forgets the connection too).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub tcp_idle_timeout: Option<u64>,
+    /// Flows the kernel's flow table holds, about 256 bytes of kernel memory each (default 65536).
     #[arg(long, value_parser = clap::value_parser!(u32).range(16..=16_777_216))]
     pub flow_table_size: Option<u32>,
     /// Print a `stats` line every N seconds (0: never).

@@ -38,6 +38,12 @@ pub const IDLE_TIMEOUTS: Range<u64> = 1..86_401;
 pub const DEFAULT_GRACE: u64 = 5;
 /// Up to an hour: longer would leave the policy open to new datagrams for no flow's sake.
 pub const GRACES: Range<u64> = 0..3_601;
+/// Established TCP: conntrack's `nf_conntrack_tcp_timeout_established` (five days). A flow
+/// ended sooner is lost for good, since the connection's next packet is mid-stream and starts
+/// nothing; the kernel keeps the connection that long, and so does fwlog (a crowded table is
+/// made room in by the sweep, `evicted`).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 432_000;
+pub const TCP_IDLE_TIMEOUTS: Range<u64> = 1..31_536_001;
 
 /// The whole file. `None` everywhere means "not in the file".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +133,9 @@ pub struct MapsSection {
     /// Seconds without a packet before a flow is reported idle.
     #[serde(default, deserialize_with = "fields::idle_timeout")]
     pub idle_timeout: Option<u64>,
+    /// Seconds without a packet before an established TCP connection is reported idle.
+    #[serde(default, deserialize_with = "fields::tcp_idle_timeout")]
+    pub tcp_idle_timeout: Option<u64>,
 }
 
 use crate::{
@@ -313,6 +322,11 @@ impl Config {
                 ring_size: Some(self.maps.ring_size.unwrap_or(DEFAULT_RING_SIZE)),
                 flow_table_size: Some(self.maps.flow_table_size.unwrap_or(DEFAULT_FLOW_TABLE_SIZE)),
                 idle_timeout: Some(self.maps.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)),
+                tcp_idle_timeout: Some(
+                    self.maps
+                        .tcp_idle_timeout
+                        .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT),
+                ),
             },
             host: HostSection {
                 name: self.host.name.clone(),
@@ -387,6 +401,11 @@ impl Config {
         out += &format!("flow_table_size = {flows}\n");
         let idle = config.maps.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
         out += &format!("idle_timeout = {idle}\n");
+        let tcp_idle = config
+            .maps
+            .tcp_idle_timeout
+            .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT);
+        out += &format!("tcp_idle_timeout = {tcp_idle}\n");
 
         out += "\n[host]\n";
         match &config.host.name {

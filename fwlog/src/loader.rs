@@ -17,6 +17,7 @@ use aya::{
 };
 use fwlog_common::{
     event::{Action, CtState},
+    flow::flow_table_entries,
     programs::{
         verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP, FLOW_FILTER_MAP,
         FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
@@ -53,8 +54,13 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
         .override_global(RING_WAKE_GLOBAL, &ring_wake_bytes, true)
         .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true)
         .override_global(DNS_CAPTURE_GLOBAL, &dns_capture, true);
-    if let Some(entries) = options.flow_table {
-        loader.map_max_entries(FLOWS_MAP, entries);
+    if let Some(flows) = options.flow_table {
+        // One LRU for all CPUs, with room for the free entries each CPU may hold back, so it
+        // holds `flows` in all before the kernel evicts any.
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?
+            as u32;
+        loader.map_max_entries(FLOWS_MAP, flow_table_entries(flows, cpus));
     }
     let mut ebpf = loader.load(EBPF_OBJECT).context(
         "loading fwlog's eBPF object (does this kernel have BPF, BTF and ring buffers?)",

@@ -73,6 +73,7 @@ pub struct WatchSettings {
     pub ring_size: u32,
     pub flow_table_size: u32,
     pub idle_timeout: u64,
+    pub tcp_idle_timeout: u64,
     /// `None`: text on a terminal, JSON otherwise.
     pub format: Option<OutputFormat>,
     pub colour: ColourChoice,
@@ -160,6 +161,10 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
             .idle_timeout
             .or(maps.idle_timeout)
             .unwrap_or(config::DEFAULT_IDLE_TIMEOUT),
+        tcp_idle_timeout: args
+            .tcp_idle_timeout
+            .or(maps.tcp_idle_timeout)
+            .unwrap_or(config::DEFAULT_TCP_IDLE_TIMEOUT),
         format: args.format.format.or(output.format),
         colour: args.format.color,
         output: args.output.clone().or_else(|| output.file.clone()),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::NetNs;
+use crate::NetNsGuard;
 
 /// Where the scapy launcher is looked for, besides PATH.
 const LAUNCHER_DIRS: [&str; 2] = ["/usr/bin", "/usr/local/bin"];
@@ -41,12 +41,12 @@ fn interpreter_of(launcher: &Path) -> Result<PathBuf> {
 
 /// Runs `script` (Python, with `from scapy.all import *` done and scapy quiet) inside `netns`;
 /// returns what it printed. `IFACE` in the script is the interface to send on.
-pub fn run(netns: &NetNs, interface: &str, script: &str) -> Result<String> {
+pub fn run(netns: &NetNsGuard, interface: &str, script: &str) -> Result<String> {
     let program = format!(
         "import sys\nfrom scapy.all import *\nconf.verb = 0\nIFACE = {interface:?}\n{script}\n"
     );
     let output = netns
-        .command(&python()?.to_string_lossy())
+        .command(python()?)
         .args(["-c", &program])
         .output()
         .context("running scapy")?;
@@ -60,8 +60,8 @@ pub fn run(netns: &NetNs, interface: &str, script: &str) -> Result<String> {
 }
 
 /// The MAC address of `interface` in `netns` (frames to it are for the host, `PACKET_HOST`).
-pub fn mac_of(netns: &NetNs, interface: &str) -> Result<String> {
-    let shown = netns.exec("ip", &["-j", "link", "show", "dev", interface])?;
+pub fn mac_of(netns: &NetNsGuard, interface: &str) -> Result<String> {
+    let shown = netns.output("ip", &["-j", "link", "show", "dev", interface])?;
     let links: serde_json::Value = serde_json::from_str(&shown).context("ip -j link")?;
     links[0]["address"]
         .as_str()

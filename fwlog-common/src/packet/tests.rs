@@ -283,3 +283,132 @@ fn echo_is_not_an_error() {
     .expect("parses");
     assert!(is_icmp_error(&unreachable));
 }
+
+#[test]
+fn link_layer_padding_is_not_part_of_the_packet() {
+    // A 28-byte datagram padded to a 46-byte Ethernet payload.
+    let mut p = ipv4(IPPROTO_UDP, &[], 0, &udp(40000, 7000));
+    p.extend_from_slice(&[0; 18]);
+    let (info, layout) = parse_ip_layout(p.as_slice(), 0).expect("parses");
+    assert_eq!((info.src_port, info.dst_port), (40000, 7000));
+    assert_eq!(layout.ip_len(0), 28);
+}
+
+/// `p` with its IPv4 total length set to `total`.
+fn with_total_length(mut p: Vec<u8>, total: u16) -> Vec<u8> {
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p
+}
+
+#[test]
+fn lying_ipv4_lengths_are_errors() {
+    let p = ipv4(IPPROTO_UDP, &[], 0, &udp(1, 2));
+    assert_eq!(
+        parse_ip(with_total_length(p.clone(), 1000).as_slice(), 0),
+        Err(ParseError::BadTotalLength),
+        "longer than the packet"
+    );
+    assert_eq!(
+        parse_ip(with_total_length(p.clone(), 10).as_slice(), 0),
+        Err(ParseError::BadTotalLength),
+        "shorter than its header"
+    );
+    assert_eq!(
+        parse_ip(with_total_length(p, 0).as_slice(), 0),
+        Err(ParseError::BadTotalLength),
+        "zero, in a packet that is not a BIG TCP one"
+    );
+}
+
+#[test]
+fn headers_past_the_ip_packets_end_are_not_read() {
+    // The IP packet ends with its header; a UDP header follows in the frame.
+    let p = with_total_length(ipv4(IPPROTO_UDP, &[], 0, &udp(1, 2)), 20);
+    let info = parse_ip(p.as_slice(), 0).expect("the IP header is fine");
+    assert_eq!(info.flags, PKT_L4_UNPARSED);
+    assert_eq!((info.src_port, info.dst_port), (0, 0));
+    // A TCP SYN cut 10 bytes into its header: ports there, flags not.
+    let p = with_total_length(ipv4(IPPROTO_TCP, &[], 0, &tcp_syn(1, 2)), 30);
+    assert_eq!(
+        parse_ip(p.as_slice(), 0).expect("parses").flags,
+        PKT_L4_UNPARSED
+    );
+    // A UDP length that runs past the packet.
+    let mut datagram = udp(1, 2);
+    datagram[4..6].copy_from_slice(&100u16.to_be_bytes());
+    let p = ipv4(IPPROTO_UDP, &[], 0, &datagram);
+    assert_eq!(
+        parse_ip(p.as_slice(), 0).expect("parses").flags,
+        PKT_L4_UNPARSED
+    );
+}
+
+#[test]
+fn a_tiny_first_fragment_is_a_fragment_not_malformed() {
+    // More fragments, offset 0, and only 8 bytes of the TCP header (RFC 1858).
+    let p = ipv4(IPPROTO_TCP, &[], 0x2000, &tcp_syn(1, 2)[..8]);
+    let info = parse_ip(p.as_slice(), 0).expect("parses");
+    assert_eq!(info.flags, PKT_FRAGMENT | PKT_FRAGMENTED);
+}
+
+/// `n` destination-options headers, then UDP.
+fn destination_options_chain(n: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    for i in 0..n {
+        let next = if i + 1 == n {
+            IPPROTO_UDP
+        } else {
+            IPV6_DEST_OPTS
+        };
+        ext.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    ext.extend(udp(546, 547));
+    ipv6(IPV6_DEST_OPTS, &ext)
+}
+
+#[test]
+fn ipv6_chains_up_to_the_bound_keep_their_transport_header() {
+    for n in [8, 11, MAX_IPV6_EXT_HEADERS] {
+        let info = parse_ip(destination_options_chain(n).as_slice(), 0).expect("parses");
+        assert_eq!(info.proto, IPPROTO_UDP, "{n} headers");
+        assert_eq!((info.src_port, info.dst_port), (546, 547), "{n} headers");
+        assert_eq!(info.flags, PKT_HAS_PORTS, "{n} headers");
+    }
+    let info = parse_ip(
+        destination_options_chain(MAX_IPV6_EXT_HEADERS + 1).as_slice(),
+        0,
+    )
+    .expect("parses");
+    assert_eq!(info.flags, PKT_L4_UNPARSED, "past the bound");
+}
+
+#[test]
+fn lying_ipv6_payload_lengths() {
+    let mut p = ipv6(IPPROTO_UDP, &udp(1, 2));
+    p[4..6].copy_from_slice(&100u16.to_be_bytes());
+    assert_eq!(parse_ip(p.as_slice(), 0), Err(ParseError::BadTotalLength));
+    // Payload length 0 without a jumbogram: the packet is its header.
+    p[4..6].copy_from_slice(&0u16.to_be_bytes());
+    assert_eq!(
+        parse_ip(p.as_slice(), 0).expect("parses").flags,
+        PKT_L4_UNPARSED
+    );
+}
+
+#[test]
+fn icmp_queries_carry_their_identifier() {
+    for icmp_type in [0u8, 8, 13, 14, 15, 16, 17, 18] {
+        let p = ipv4(IPPROTO_ICMP, &[], 0, &[icmp_type, 0, 0, 0, 0, 42, 0, 1]);
+        let info = parse_ip(p.as_slice(), 0).expect("parses");
+        assert_eq!(info.icmp_id, 42, "type {icmp_type}");
+        assert_ne!(info.flags & PKT_HAS_ICMP_ID, 0, "type {icmp_type}");
+    }
+    let p = ipv4(IPPROTO_ICMP, &[], 0, &[9, 0, 0, 0, 0, 42, 0, 1]);
+    assert_eq!(
+        parse_ip(p.as_slice(), 0).expect("parses").flags,
+        PKT_HAS_ICMP
+    );
+    assert_eq!(icmp_query_type(IPPROTO_ICMP, 14), Some(13));
+    assert_eq!(icmp_query_type(IPPROTO_ICMPV6, 129), Some(128));
+    assert_eq!(icmp_query_type(IPPROTO_ICMPV6, 135), None);
+}

@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use fwlog_common::flow::{EndReason, FlowKey, FlowStats, NewFlow};
+use fwlog_common::{
+    flow::{EndReason, FlowKey, FlowStats, NewFlow, RST_LINGER_NS},
+    packet::IPPROTO_TCP,
+    tcp_seq::TCP_ACK,
+};
 
 use super::flow_filter::{self, MappedFilter};
 
@@ -23,13 +27,16 @@ const ROOM_TARGET: f64 = 0.75;
 
 pub struct FlowTable {
     map: HashMap<MapData, FlowKey, FlowStats>,
-    /// Per CPU, the inbound flow tc ingress saw start and no verdict program or later packet
-    /// has put into the table yet (see [`NewFlow`]); read at exit.
+    /// Per CPU, the inbound packet tc ingress proposed as a new flow and nothing confirmed
+    /// yet (see [`NewFlow`]); read at exit for packets of flows the table holds.
     new_flows: Option<PerCpuArray<MapData, NewFlow>>,
     /// The kernel's count of tracked flows per key slot, which the flows removed here leave.
     filter: Option<MappedFilter>,
+    /// The flows the table holds (`--flow-table-size`), whatever the map's own size.
     capacity: u32,
     idle_ns: u64,
+    /// For established TCP connections (`--tcp-idle-timeout`).
+    tcp_idle_ns: u64,
     sweep_every: Duration,
     last_sweep: Instant,
     /// Flows this side removed from the map (idle, crowded, exit).
@@ -45,6 +52,7 @@ impl FlowTable {
         filter: Option<MappedFilter>,
         capacity: u32,
         idle: Duration,
+        tcp_idle: Duration,
     ) -> Self {
         FlowTable {
             map,
@@ -52,9 +60,11 @@ impl FlowTable {
             filter,
             capacity,
             idle_ns: idle.as_nanos() as u64,
+            tcp_idle_ns: tcp_idle.as_nanos() as u64,
             // Often enough that idle flows are reported within a quarter of the timeout,
             // rarely enough that walking a full table costs little.
-            sweep_every: (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            sweep_every: (idle.min(tcp_idle) / 4)
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
             last_sweep: Instant::now(),
             removed: 0,
             tracked: 0,
@@ -73,10 +83,9 @@ impl FlowTable {
         let all: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(|e| e.ok()).collect();
         let mut live = Vec::with_capacity(all.len());
         for (key, stats) in all {
-            if boot_now_ns.saturating_sub(stats.last_ns) >= self.idle_ns {
-                self.end(key, stats, EndReason::Idle, ended)?;
-            } else {
-                live.push((key, stats));
+            match self.due(&key, &stats, boot_now_ns) {
+                Some(reason) => self.end(key, stats, reason, ended)?,
+                None => live.push((key, stats)),
             }
         }
         if live.len() as f64 > self.capacity as f64 * CROWDED {
@@ -90,39 +99,39 @@ impl FlowTable {
         Ok(())
     }
 
-    /// Ends every flow still in the table, and those still waiting to go in (fwlog is
-    /// stopping; the rules and the tc programs are gone, so nothing changes them meanwhile).
+    /// Whether a flow's time is up, and why: after a RST the kernel did not seem to honour,
+    /// when nothing followed it for [`RST_LINGER_NS`] (it did after all); an established TCP
+    /// connection after `--tcp-idle-timeout`; anything else after `--idle-timeout`.
+    fn due(&self, key: &FlowKey, stats: &FlowStats, boot_now_ns: u64) -> Option<EndReason> {
+        let quiet = boot_now_ns.saturating_sub(stats.last_ns);
+        if stats.rst_ns != 0 && stats.last_ns <= stats.rst_ns && quiet >= RST_LINGER_NS {
+            return Some(EndReason::Rst);
+        }
+        let timeout = if is_established_tcp(key, stats) {
+            self.tcp_idle_ns
+        } else {
+            self.idle_ns
+        };
+        (quiet >= timeout).then_some(EndReason::Idle)
+    }
+
+    /// Ends every flow still in the table (fwlog is stopping; the rules and the tc programs
+    /// are gone, so nothing changes them meanwhile). Flows that no verdict or answer
+    /// confirmed were never flows, and are not reported.
     pub fn flush(&mut self, ended: &mut Vec<EndedFlow>) -> Result<()> {
         let mut in_table: Vec<(FlowKey, FlowStats)> =
             self.map.iter().filter_map(|e| e.ok()).collect();
-        let mut not_in_table = Vec::new();
         for proposal in self.waiting_new_flows()? {
-            match in_table.iter_mut().find(|(key, _)| *key == proposal.key) {
-                Some((_, stats)) => add_first_packet(stats, &proposal),
-                None => not_in_table.push(EndedFlow {
-                    key: proposal.key,
-                    stats: proposal.stats,
-                    reason: EndReason::Exit,
-                }),
+            // A packet of a tracked flow that the flow filter took for a new one.
+            if let Some((_, stats)) = in_table.iter_mut().find(|(key, _)| *key == proposal.key) {
+                add_first_packet(stats, &proposal);
             }
         }
         for (key, stats) in in_table {
             self.end(key, stats, EndReason::Exit, ended)?;
         }
-        ended.append(&mut not_in_table);
         self.tracked = 0;
         Ok(())
-    }
-
-    /// The flows proposed on each CPU that are still waiting.
-    fn waiting_new_flows(&self) -> Result<Vec<NewFlow>> {
-        let Some(new_flows) = &self.new_flows else {
-            return Ok(Vec::new());
-        };
-        let per_cpu = new_flows
-            .get(&0, 0)
-            .context("reading the flows waiting to enter the flow table")?;
-        Ok(per_cpu.iter().filter(|p| p.waiting != 0).copied().collect())
     }
 
     /// Flows the kernel's LRU dropped without anyone seeing them end: every flow it created was
@@ -163,14 +172,36 @@ impl FlowTable {
     }
 }
 
-/// Counts a waiting proposal's first packet to the flow the table holds under the same key
-/// (another CPU created it meanwhile), as the kernel would have when inserting the proposal.
+impl FlowTable {
+    /// The proposals still waiting on each CPU.
+    fn waiting_new_flows(&self) -> Result<Vec<NewFlow>> {
+        let Some(new_flows) = &self.new_flows else {
+            return Ok(Vec::new());
+        };
+        let per_cpu = new_flows
+            .get(&0, 0)
+            .context("reading the flows proposed on each CPU")?;
+        Ok(per_cpu.iter().filter(|p| p.waiting != 0).copied().collect())
+    }
+}
+
+/// Counts a waiting proposal's packets to the flow the table holds under the same key, as
+/// the kernel would have when it next ran on that CPU.
 fn add_first_packet(stats: &mut FlowStats, proposal: &NewFlow) {
     let side = usize::from(proposal.side & 1);
     stats.pkts[side] += proposal.stats.pkts[side];
     stats.bytes[side] += proposal.stats.bytes[side];
     stats.tcp_flags |= proposal.stats.tcp_flags;
-    stats.first_ns = stats.first_ns.min(proposal.stats.first_ns);
+    stats.last_ns = stats.last_ns.max(proposal.stats.last_ns);
+}
+
+/// A TCP connection both sides took part in (the answer's SYN-ACK, or anything after it): a
+/// pause in it is not its end. A half-open one (a SYN and nothing back) is not.
+fn is_established_tcp(key: &FlowKey, stats: &FlowStats) -> bool {
+    let answerer = usize::from(stats.opener & 1 ^ 1);
+    key.proto == IPPROTO_TCP
+        && stats.pkts[answerer] > 0
+        && stats.tcp_flags & u64::from(TCP_ACK) != 0
 }
 
 fn is_not_found(error: &aya::maps::MapError) -> bool {

@@ -5,7 +5,9 @@ use std::{fmt, ops::Range, path::PathBuf};
 
 use serde::{de, Deserialize, Deserializer};
 
-use super::{FLOW_TABLE_SIZES, GRACES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE};
+use super::{
+    FLOW_TABLE_SIZES, GRACES, IDLE_TIMEOUTS, MAX_ROTATE_KEEP, MIN_ROTATE_SIZE, TCP_IDLE_TIMEOUTS,
+};
 use crate::{
     endpoints::TEMPLATE_REFRESHES,
     host::check_host_name,
@@ -80,6 +82,12 @@ pub(super) fn idle_timeout<'de, D: Deserializer<'de>>(
 
 pub(super) fn grace<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     in_range(deserializer, "grace", GRACES)
+}
+
+pub(super) fn tcp_idle_timeout<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    in_range(deserializer, "tcp_idle_timeout", TCP_IDLE_TIMEOUTS)
 }
 
 fn in_range<'de, D, T>(deserializer: D, key: &str, range: Range<T>) -> Result<Option<T>, D::Error>

@@ -23,6 +23,7 @@ format = "ecs"
 ring_size = "16M"
 flow_table_size = 131072
 idle_timeout = 30
+tcp_idle_timeout = 7200
 
 [host]
 name = "edge-1"
@@ -87,6 +88,7 @@ fn good_file_has_every_value() {
                 ring_size: Some(16 << 20),
                 flow_table_size: Some(131_072),
                 idle_timeout: Some(30),
+                tcp_idle_timeout: Some(7200),
             },
             host: HostSection {
                 name: Some("edge-1".to_string()),
@@ -137,6 +139,7 @@ fn empty_file_renders_the_defaults() {
          ring_size = \"16M\"\n\
          flow_table_size = 65536\n\
          idle_timeout = 60\n\
+         tcp_idle_timeout = 432000\n\
          \n\
          [host]\n\
          # name: none given, lines carry the kernel's host name\n\

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{HashMap, Map, PerCpuArray, RingBuf};
+use fwlog_common::flow::flows_held;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::exports;
@@ -63,10 +64,14 @@ pub fn collector(
 ) -> Result<Collector<Box<dyn Write>>> {
     let host = HostIdentity::resolve(settings.host_name.as_deref(), settings.host_id)?;
     let ring = RingBuf::try_from(maps.events).context("opening the EVENTS ring buffer")?;
+    // The map has room for what each CPU may hold back besides the flows asked for (see
+    // `fwlog_common::flow::flow_table_entries`).
     let capacity = match &maps.flows {
         Some(Map::LruHashMap(data)) => data.info().map(|info| info.max_entries()).ok(),
         _ => None,
     }
+    .zip(aya::util::nr_cpus().ok())
+    .map(|(entries, cpus)| flows_held(entries, cpus as u32))
     .unwrap_or(settings.flow_table_size);
     let exports = exports::start(settings, &host, &ring, &maps.counters, capacity)?;
     let counters = PerCpuArray::try_from(maps.counters).context("opening the COUNTERS map")?;
@@ -89,6 +94,7 @@ pub fn collector(
                 filter,
                 capacity,
                 Duration::from_secs(settings.idle_timeout),
+                Duration::from_secs(settings.tcp_idle_timeout),
             ))
         }
         _ => None,
