@@ -41,8 +41,41 @@ fn main() -> ExitCode {
     match cmd::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("fwlog: {error:#}");
+            eprintln!("fwlog: {}", error_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, as `{:#}` joins them, less any cause that says nothing (an empty
+/// message would leave "…: " with no reason at the end of the line).
+fn error_line(error: &anyhow::Error) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .map(|cause| cause.to_string().trim().to_string())
+        .filter(|text| !text.is_empty())
+        .collect();
+    if causes.is_empty() {
+        "failed, and no step said why (please report this)".to_string()
+    } else {
+        causes.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn a_cause_that_says_nothing_leaves_no_empty_reason() {
+        let silent = std::io::Error::other("");
+        let error = anyhow::Error::new(silent).context("running iptables-restore");
+        assert_eq!(error_line(&error), "running iptables-restore");
+        let error = anyhow::anyhow!("exit status 1").context("removing the rules");
+        assert_eq!(error_line(&error), "removing the rules: exit status 1");
+        assert_eq!(
+            error_line(&anyhow::anyhow!("")),
+            "failed, and no step said why (please report this)"
+        );
     }
 }
