@@ -332,3 +332,110 @@ fn a_namespace_that_gets_a_dead_ones_inode_does_not_adopt_its_pins() -> Result<(
     std::thread::sleep(Duration::from_millis(100));
     Ok(())
 }
+
+/// A pin directory without a namespace link (a kernel before 5.9, a version of fwlog before
+/// records) is judged by what holds its namespace: kept while something does, kept and listed
+/// as undetermined where fwlog cannot see every holder, removed once nothing in full view does.
+#[test]
+fn without_a_namespace_link_what_fwlog_cannot_see_is_kept_and_reported() -> Result<()> {
+    let bpffs = PrivateBpffs::new()?;
+    let net = TestNet::new()?;
+    let elsewhere = netns::create("else")?;
+    fwlog_ok(
+        &bpffs,
+        &net.host.path(),
+        &["install", "--no-process", &net.host_if],
+    )?;
+    let dir = bpffs.pin_dir(net.host.inode());
+    std::fs::remove_file(dir.join("link_netns")).context("unpinning the namespace link")?;
+
+    // In a container (a PID namespace of its own), fwlog cannot see every holder: it keeps the
+    // directory and says why.
+    let mut container = bpffs.command(&elsewhere.path(), "unshare");
+    container
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(fwlog_bin())
+        .args(["status", "--json"]);
+    let (out, stderr) = output(&mut container)?;
+    anyhow::ensure!(out.status.success(), "status in the container: {stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).context("status --json")?;
+    let undetermined = seen["undetermined"].as_array().context("undetermined")?;
+    assert_eq!(undetermined.len(), 1, "{seen}");
+    assert!(
+        undetermined[0]["why"]
+            .as_str()
+            .is_some_and(|why| why.contains("PID namespace of its own")),
+        "{seen}"
+    );
+    assert_eq!(seen["orphans"].as_array().map(Vec::len), Some(0), "{seen}");
+    let mut container = bpffs.command(&elsewhere.path(), "unshare");
+    container
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(fwlog_bin())
+        .args(["uninstall", "--orphans"]);
+    let (out, stderr) = output(&mut container)?;
+    anyhow::ensure!(out.status.success(), "uninstall in the container: {stderr}");
+    assert!(dir.exists(), "kept when in doubt: {stderr}");
+
+    // In full view, a namespace that `ip netns` holds is alive.
+    fwlog_ok(&bpffs, &elsewhere.path(), &["uninstall", "--orphans"])?;
+    assert!(dir.exists(), "the namespace is alive: its pins stay");
+
+    // Once it is gone, nothing holds it: where fwlog sees every process's namespaces, the
+    // directory is an orphan and goes on request; where it cannot (this VM's PID 1 refuses
+    // even root), it stays undetermined and is kept, with the reason.
+    let inode = net.host.inode();
+    drop(net);
+    let seen = status(&bpffs, &elsewhere.path())?;
+    let said = fwlog_ok(&bpffs, &elsewhere.path(), &["uninstall", "--orphans"])?;
+    match unreadable_namespace() {
+        None => {
+            let orphans = seen["orphans"].as_array().context("orphans")?;
+            assert_eq!(orphans.len(), 1, "{seen}");
+            let why = orphans[0]["why"].as_str().unwrap_or_default();
+            assert!(
+                why.contains(&format!(
+                    "no process, thread, open file or mount holds network namespace {inode}"
+                )),
+                "{seen}"
+            );
+            assert!(said.contains("removed the orphaned"), "{said}");
+            assert!(!dir.exists());
+        }
+        Some(pid) => {
+            println!("pid {pid}'s namespace cannot be read: the dead namespace's pins are kept");
+            let undetermined = seen["undetermined"].as_array().context("undetermined")?;
+            assert_eq!(undetermined.len(), 1, "{seen}");
+            let why = undetermined[0]["why"].as_str().unwrap_or_default();
+            assert!(
+                why.contains(&format!("nothing in sight holds network namespace {inode}"))
+                    && why.contains("cannot be read"),
+                "{seen}"
+            );
+            assert!(dir.exists(), "kept when in doubt: {said}");
+        }
+    }
+    Ok(())
+}
+
+/// A process whose threads' network namespaces this test cannot read, if there is one.
+fn unreadable_namespace() -> Option<String> {
+    let processes = std::fs::read_dir("/proc").ok()?;
+    for process in processes.filter_map(|p| p.ok()) {
+        let pid = process.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(process.path().join("task")) else {
+            continue;
+        };
+        for task in tasks.filter_map(|t| t.ok()) {
+            if let Err(error) = std::fs::metadata(task.path().join("ns/net")) {
+                if error.kind() != std::io::ErrorKind::NotFound && process.path().exists() {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
