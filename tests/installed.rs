@@ -170,6 +170,33 @@ fn a_restarted_reader_reports_what_was_lost() -> Result<()> {
     assert!(lost > 0);
     assert_eq!(received + lost, SENT);
     assert!(reader.stop(Signal::SIGINT)?.success());
+
+    // The next reader reports only what no reader did: nothing, with no new traffic (it
+    // reported the same loss a second time before).
+    let mut again = Fwlog::watch(&net.host, &["--events", "verdict"])?;
+    let repeated: Vec<_> = again
+        .collect_events(Duration::from_millis(1500))
+        .into_iter()
+        .filter(|e| e["event_type"] == "lost")
+        .collect();
+    assert!(repeated.is_empty(), "reported again: {repeated:?}");
+    assert!(again.stop(Signal::SIGINT)?.success());
+    // New losses while no reader runs are reported, and only they.
+    for _ in 0..SENT {
+        udp_send(&net.host, addr(PEER_V4, 7300), b"x")?;
+    }
+    let mut third = Fwlog::watch(&net.host, &["--events", "verdict"])?;
+    let events = third.collect_events(Duration::from_millis(1500));
+    let new_lost: u64 = events
+        .iter()
+        .filter(|e| e["event_type"] == "lost")
+        .filter_map(|e| e["count"].as_u64())
+        .sum();
+    let new_received = events.iter().filter(|e| e["dest_port"] == 7300).count() as u64;
+    println!("first reader: {received} lines + {lost} lost; with the second's: {new_received} + {new_lost}");
+    assert!(new_lost > 0);
+    assert_eq!(new_received + new_lost, SENT, "only the new losses");
+    assert!(third.stop(Signal::SIGINT)?.success());
     fwlog_ok(&net, &["uninstall"])?;
     Ok(())
 }

@@ -19,5 +19,11 @@ pub const FRAGMENTS_UNMATCHED: u32 = 5;
 /// (written by `fwlog install` only, never by the kernel side).
 pub const LOST_BEFORE_REPLACEMENT: u32 = 6;
 
+/// How much of `LOST_EVENTS` readers have written `lost` lines for (user space only): the next
+/// reader of an installed setup reports only the rest.
+pub const LOST_EVENTS_REPORTED: u32 = 7;
+/// The same for `LOST_BEFORE_REPLACEMENT`.
+pub const LOST_BEFORE_REPLACEMENT_REPORTED: u32 = 8;
+
 /// Number of entries in the `COUNTERS` map.
-pub const COUNTER_SLOTS: u32 = 7;
+pub const COUNTER_SLOTS: u32 = 9;

@@ -17,7 +17,8 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use fwlog_common::{
     counters::{
-        FLOWS_CREATED, FLOWS_ENDED, LOST_BEFORE_REPLACEMENT, LOST_EVENTS, MALFORMED_PACKETS,
+        FLOWS_CREATED, FLOWS_ENDED, LOST_BEFORE_REPLACEMENT, LOST_BEFORE_REPLACEMENT_REPORTED,
+        LOST_EVENTS, LOST_EVENTS_REPORTED, MALFORMED_PACKETS,
     },
     dns::{DnsEvent, EVENT_KIND_DNS},
     event::{VerdictEvent, EVENT_KIND_VERDICT},
@@ -30,6 +31,7 @@ use crate::{
     filter::Filter,
     metrics::Metrics,
     output::{format::EventWriter, sink::ipfix::IpfixExporter, writer::FormatWriter},
+    pin_dir::unread::set_user_counter,
     record::{LossSite, StatsRecord},
 };
 use clock::BootClock;
@@ -94,6 +96,10 @@ pub struct Collector<W: Write> {
     logger: Option<KernelLogger>,
     metrics: Option<Metrics>,
     exporter: Option<IpfixExporter>,
+    /// Losses earlier readers of the same maps reported: (ring, replaced).
+    reported_before: (u64, u64),
+    /// What this collector last stored as reported, to write the slots only when it moves.
+    stored: (u64, u64),
 }
 
 impl<W: Write> Collector<W> {
@@ -110,7 +116,7 @@ impl<W: Write> Collector<W> {
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)
             .context("watching the ring buffer for events")?;
-        Ok(Collector {
+        let mut collector = Collector {
             ring,
             counters,
             out,
@@ -126,7 +132,19 @@ impl<W: Write> Collector<W> {
             logger,
             metrics: options.metrics,
             exporter: options.exporter,
-        })
+            reported_before: (0, 0),
+            stored: (0, 0),
+        };
+        // A reader of an installed setup reports only what earlier readers did not (maps of
+        // earlier versions have no such slots: 0 then).
+        collector.reported_before = (
+            collector.sum_counter(LOST_EVENTS_REPORTED).unwrap_or(0),
+            collector
+                .sum_counter(LOST_BEFORE_REPLACEMENT_REPORTED)
+                .unwrap_or(0),
+        );
+        collector.stored = collector.reported_before;
+        Ok(collector)
     }
 
     /// Streams events until `shutdown` completes or stdout goes away.
@@ -275,7 +293,9 @@ impl<W: Write> Collector<W> {
 
     /// Turns movements of the loss counters (the kernel's, the exporter's) into lines.
     fn check_counters(&mut self) -> Result<()> {
-        let lost = self.sum_counter(LOST_EVENTS)?;
+        let lost = self
+            .sum_counter(LOST_EVENTS)?
+            .saturating_sub(self.reported_before.0);
         if lost > self.totals.lost {
             let now = BootClock::now_unix_ns();
             self.writer.lost(
@@ -287,7 +307,10 @@ impl<W: Write> Collector<W> {
             self.totals.lost = lost;
         }
         // A slot of earlier versions' maps too: read it only where the map has it.
-        let replaced = self.sum_counter(LOST_BEFORE_REPLACEMENT).unwrap_or(0);
+        let replaced = self
+            .sum_counter(LOST_BEFORE_REPLACEMENT)
+            .unwrap_or(0)
+            .saturating_sub(self.reported_before.1);
         if replaced > self.totals.lost_replaced {
             let now = BootClock::now_unix_ns();
             self.writer.lost(
@@ -302,7 +325,28 @@ impl<W: Write> Collector<W> {
             let lost = exporter.lost();
             self.report_export_losses(lost);
         }
-        self.flush()
+        self.flush()?;
+        self.store_reported();
+        Ok(())
+    }
+
+    /// Records in the maps how many losses have been reported (once the lines are out), so
+    /// that the next reader does not report them again.
+    fn store_reported(&mut self) {
+        let reported = (
+            self.reported_before.0 + self.totals.lost,
+            self.reported_before.1 + self.totals.lost_replaced,
+        );
+        for (index, value, stored) in [
+            (LOST_EVENTS_REPORTED, reported.0, self.stored.0),
+            (LOST_BEFORE_REPLACEMENT_REPORTED, reported.1, self.stored.1),
+        ] {
+            if value != stored {
+                // Best effort: a map without the slot (an earlier version's) keeps old habits.
+                let _ = set_user_counter(&mut self.counters, index, value);
+            }
+        }
+        self.stored = reported;
     }
 
     /// A `lost` line (`where: export`) for the flows lost to export since the last one.

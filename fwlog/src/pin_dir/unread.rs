@@ -8,7 +8,10 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use fwlog_common::{
-    counters::{LOST_BEFORE_REPLACEMENT, LOST_EVENTS},
+    counters::{
+        LOST_BEFORE_REPLACEMENT, LOST_BEFORE_REPLACEMENT_REPORTED, LOST_EVENTS,
+        LOST_EVENTS_REPORTED,
+    },
     programs::{COUNTERS_MAP, EVENTS_MAP},
 };
 
@@ -25,8 +28,8 @@ pub struct EarlierRing {
 pub struct Unread {
     /// Records still in its ring buffer.
     pub pending: u64,
-    /// What its kernel side counted lost to a full ring since it was installed, and what it
-    /// had carried over from the install before it.
+    /// What its kernel side counted lost to a full ring, and what it had carried over from
+    /// the install before it, that no reader reported.
     pub lost: u64,
 }
 
@@ -64,10 +67,13 @@ impl EarlierRing {
                 .get(&index, 0)
                 .map_or(0, |values| values.iter().sum::<u64>())
         };
-        // An install of an earlier version has no LOST_BEFORE_REPLACEMENT slot: 0 then.
+        // An install of an earlier version has none of the later slots: 0 then. What its
+        // readers reported is no longer unread.
         Unread {
             pending,
-            lost: sum(LOST_EVENTS) + sum(LOST_BEFORE_REPLACEMENT),
+            lost: sum(LOST_EVENTS).saturating_sub(sum(LOST_EVENTS_REPORTED))
+                + sum(LOST_BEFORE_REPLACEMENT)
+                    .saturating_sub(sum(LOST_BEFORE_REPLACEMENT_REPORTED)),
         }
     }
 }
@@ -80,17 +86,26 @@ pub fn carry(pin_dir: &Path, count: u64) -> Result<()> {
         COUNTERS_MAP,
     )?))
     .context("opening the new install's counters")?;
-    let mut values: Vec<u64> = counters
+    let carried: u64 = counters
         .get(&LOST_BEFORE_REPLACEMENT, 0)
         .context("reading the carried losses")?
         .iter()
-        .copied()
-        .collect();
-    if let Some(first) = values.first_mut() {
-        *first += count;
-    }
-    let values = PerCpuValues::try_from(values).context("the carried losses' per-CPU values")?;
-    counters
-        .set(LOST_BEFORE_REPLACEMENT, values, 0)
+        .sum();
+    set_user_counter(&mut counters, LOST_BEFORE_REPLACEMENT, carried + count)
         .context("writing the carried losses")
+}
+
+/// Sets a counter slot only user space writes to `value` (on the first CPU, 0 on the others).
+pub fn set_user_counter(
+    counters: &mut PerCpuArray<MapData, u64>,
+    index: u32,
+    value: u64,
+) -> Result<()> {
+    let cpus = counters.get(&index, 0)?.len();
+    let mut values = vec![0; cpus];
+    if let Some(first) = values.first_mut() {
+        *first = value;
+    }
+    counters.set(index, PerCpuValues::try_from(values)?, 0)?;
+    Ok(())
 }
