@@ -318,7 +318,9 @@ fn text_format_is_one_readable_line_per_event() -> Result<()> {
 fn every_program_is_verified_well_inside_the_kernels_limit() -> Result<()> {
     const BUDGET: u32 = 300_000;
     let net = TestNet::new()?;
-    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    // A tun device too, for the programs of interfaces without a link-layer header (`_l3`).
+    let tun = net.add_tun()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if, &tun])?;
     let pid = fwlog.pid().context("fwlog is running")?;
     let programs = kernel_maps::programs_of(pid)?;
     let mut names = Vec::new();
@@ -340,6 +342,8 @@ fn every_program_is_verified_well_inside_the_kernels_limit() -> Result<()> {
     for expected in [
         "flow_ingress",
         "flow_egress",
+        "flow_ingress_l3",
+        "flow_egress_l3",
         "verdict_drop_ne",
         "verdict_accept_",
     ] {

@@ -49,6 +49,14 @@ pub fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask deb --test`, for `cargo xtask test`.
+pub fn build_and_test() -> Result<()> {
+    run(Options {
+        test: true,
+        cargo_test_args: Vec::new(),
+    })
+}
+
 /// Builds the package and returns its path.
 pub fn build_deb() -> Result<PathBuf> {
     cargo_deb()?;

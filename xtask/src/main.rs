@@ -5,6 +5,7 @@ mod build;
 mod cmd;
 mod deb;
 mod kernel_matrix;
+mod load;
 mod run;
 mod setup;
 mod test;
@@ -30,7 +31,8 @@ enum Task {
     Build(build::Options),
     /// Build fwlog and run it as root with the arguments after `--`.
     Run(run::Options),
-    /// Check formatting and lints, then run the unit and kernel tests (with --kernel: the kernel tests in qemu guests on Debian kernels).
+    /// Every test: formatting, lints, unit and kernel tests on this kernel, the package tests, and the
+    /// kernel matrix in qemu guests (--host-only, --skip or --kernel for a part).
     Test(test::Options),
     /// Flood new connections through fwlog, `-j LOG`, NFLOG + ulogd and no logging; compare losses and CPU
     /// (`--established`: what fwlog costs the traffic of open connections).

@@ -1,17 +1,32 @@
-//! Test: formatting, lints, then unit and kernel tests against a freshly built fwlog.
+//! Test: everything README promises, in three parts: the host suite (formatting, lints, unit
+//! and kernel tests against a freshly built fwlog on the running kernel), the package tests
+//! (`cargo xtask deb --test`) and the kernel matrix (qemu guests on Debian's kernels).
 
-use std::{ffi::OsString, time::Instant};
+use std::{ffi::OsString, fmt, time::Instant};
 
-use anyhow::{Context as _, Result};
-use clap::Args;
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
 use nix::unistd::geteuid;
 
-use crate::{build, cmd, kernel_matrix, setup};
+use crate::{build, cmd, deb, kernel_matrix, load::LoadSampler, setup};
 
 #[derive(Args)]
 pub struct Options {
-    /// Extra arguments for `cargo test`, after `--` (e.g. a test name, or `-- --nocapture`); with
-    /// --kernel, arguments for each test binary (a test name, `--exact`, `--skip NAME`).
+    /// Only the host suite: formatting, lints, unit and kernel tests on the running kernel.
+    #[arg(long, conflicts_with_all = ["skip", "kernels"])]
+    host_only: bool,
+    /// Leave parts out: host, package, matrix (comma-separated or repeated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "PART",
+        conflicts_with = "kernels"
+    )]
+    skip: Vec<Part>,
+    /// Extra arguments for the host suite's `cargo test`, after `--` (e.g. a test name, or
+    /// `-- --nocapture`): only the host suite runs then. With --kernel, arguments for each test
+    /// binary in the guests (a test name, `--exact`, `--skip NAME`) instead of the kernel set.
     #[arg(last = true)]
     cargo_test_args: Vec<OsString>,
     #[command(
@@ -21,13 +36,102 @@ pub struct Options {
     matrix: kernel_matrix::MatrixOptions,
 }
 
-/// `cargo xtask test`: stops at the first failing step.
-pub fn run(options: Options) -> Result<()> {
-    if !options.matrix.kernels.is_empty() {
-        // With --kernel, what follows `--` goes to each test binary in the guests.
-        return kernel_matrix::run(options.matrix, &options.cargo_test_args);
+/// A part of `cargo xtask test`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// Formatting, lints, unit and kernel tests on the running kernel.
+    Host,
+    /// The package tests (`cargo xtask deb --test`).
+    Package,
+    /// The kernel set in qemu guests: 6.1 with nft and legacy, 6.12 with nft.
+    Matrix,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Host => "host suite",
+            Part::Package => "package tests",
+            Part::Matrix => "kernel matrix",
+        })
     }
+}
+
+impl Options {
+    /// The parts to run, in order.
+    fn parts(&self) -> Vec<Part> {
+        if !self.matrix.kernels.is_empty() {
+            vec![Part::Matrix]
+        } else if self.host_only || !self.cargo_test_args.is_empty() {
+            vec![Part::Host]
+        } else {
+            [Part::Host, Part::Package, Part::Matrix]
+                .into_iter()
+                .filter(|part| !self.skip.contains(part))
+                .collect()
+        }
+    }
+}
+
+/// `cargo xtask test`: every part runs even when an earlier one failed (CI shows every
+/// failure at once); the closing lines give each part's time and the machine's load meanwhile.
+pub fn run(options: Options) -> Result<()> {
+    let parts = options.parts();
+    let load = LoadSampler::start();
     let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for part in &parts {
+        let mark = load.mark();
+        let part_started = Instant::now();
+        println!("\n=== {part} ===");
+        let outcome = match part {
+            Part::Host => host(&options.cargo_test_args),
+            Part::Package => deb::build_and_test(),
+            Part::Matrix => kernel_matrix::run(&options.matrix, &options.cargo_test_args),
+        };
+        let secs = part_started.elapsed().as_secs_f64();
+        let mean_load = load.mean_since(mark);
+        if let Err(error) = &outcome {
+            println!("\n{part} FAILED: {error:#}");
+        }
+        outcomes.push((*part, secs, mean_load, outcome));
+    }
+
+    println!();
+    let mut failed = Vec::new();
+    for (part, secs, mean_load, outcome) in &outcomes {
+        let load = mean_load.map_or_else(|| "?".to_owned(), |load| format!("{load:.1}"));
+        let result = match outcome {
+            Ok(()) => "passed".to_owned(),
+            Err(error) => {
+                failed.push(part.to_string());
+                format!("FAILED: {error}")
+            }
+        };
+        println!("time: {part}: {secs:.0} s (mean load {load}), {result}");
+    }
+    println!(
+        "time: {:.0} s in all (mean load {})",
+        started.elapsed().as_secs_f64(),
+        load.mean_since(0)
+            .map_or_else(|| "?".to_owned(), |load| format!("{load:.1}"))
+    );
+    if !failed.is_empty() {
+        bail!("failed: {} (see above)", failed.join(", "));
+    }
+    println!(
+        "tests passed: {}",
+        parts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// The host suite; stops at its first failing step.
+fn host(cargo_test_args: &[OsString]) -> Result<()> {
     setup::prepare(setup::Report::ChangesOnly)?;
     let fwlog = build::build_fwlog(false)?;
 
@@ -75,10 +179,10 @@ pub fn run(options: Options) -> Result<()> {
 
     let mut test = cmd::cargo();
     // fwlog-tests is a workspace member, so this runs the kernel tests too; they exec FWLOG_BIN.
-    // The package tests need the package and a Debian root: `cargo xtask deb --test` runs them.
+    // The package tests need the package and a Debian root: the package part runs them.
     test.args(["test", "--workspace", "--exclude", "fwlog-ebpf"])
         .args(["--exclude", "fwlog-package-tests"])
-        .args(&options.cargo_test_args)
+        .args(cargo_test_args)
         .env("FWLOG_BIN", &fwlog)
         .env("RUST_BACKTRACE", "1");
     if !geteuid().is_root() {
@@ -89,10 +193,7 @@ pub fn run(options: Options) -> Result<()> {
     }
     cmd::run(&mut test).context(
         "tests failed: see the failures above; rerun one with `cargo xtask test -- <test name>`",
-    )?;
-
-    println!("tests passed in {} s", started.elapsed().as_secs());
-    Ok(())
+    )
 }
 
 /// `CARGO_TARGET_<HOST TRIPLE>_RUNNER`, e.g. `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER`.
@@ -113,6 +214,7 @@ fn runner_variable() -> Result<String> {
 mod tests {
     use clap::Parser as _;
 
+    use super::Part;
     use crate::{Cli, Task};
 
     #[test]
@@ -151,5 +253,29 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "test", "--kernel", "all"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "test", "--kernel", "5.10"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "test", "--backend", "legacy"]).is_err());
+    }
+
+    fn parts(args: &[&str]) -> Option<Vec<Part>> {
+        let cli = Cli::try_parse_from(["xtask", "test"].iter().chain(args)).ok()?;
+        match cli.task {
+            Task::Test(options) => Some(options.parts()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_plain_command_runs_every_part_and_flags_narrow_it() {
+        use Part::{Host, Matrix, Package};
+        assert_eq!(parts(&[]), Some(vec![Host, Package, Matrix]));
+        assert_eq!(parts(&["--host-only"]), Some(vec![Host]));
+        assert_eq!(parts(&["--", "ipv6_flow"]), Some(vec![Host]));
+        assert_eq!(parts(&["--skip", "package,matrix"]), Some(vec![Host]));
+        assert_eq!(parts(&["--skip", "host"]), Some(vec![Package, Matrix]));
+        assert_eq!(
+            parts(&["--kernel", "6.1", "--all-tests"]),
+            Some(vec![Matrix])
+        );
+        assert_eq!(parts(&["--host-only", "--kernel", "6.1"]), None);
+        assert_eq!(parts(&["--skip", "host", "--kernel", "6.1"]), None);
     }
 }

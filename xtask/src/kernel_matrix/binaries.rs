@@ -23,6 +23,7 @@ pub fn build() -> Result<Vec<TestBinary>> {
     let mut cargo = cmd::cargo();
     cargo
         .args(["test", "--workspace", "--exclude", "fwlog-ebpf", "--no-run"])
+        .args(["--exclude", "fwlog-package-tests"])
         // Diagnostics rendered on stderr as usual; stdout carries one JSON message per line.
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())

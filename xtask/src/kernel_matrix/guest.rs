@@ -23,7 +23,7 @@ use nix::{
 use super::{
     backend::Backend,
     child::{self, Ending},
-    plan::{self, BinaryRun, GuestReport, Plan, TestBinary},
+    plan::{self, BackendPlan, BinaryRun, GuestReport, Plan, Selected},
 };
 
 /// PATH in the guest after the backend's directory: where Debian keeps ip, nsenter, bpftool, ….
@@ -62,16 +62,17 @@ pub fn run(options: Options) -> Result<ExitCode> {
     plan::write_json(&report_path, &report)?;
 
     let report = Mutex::new(report);
-    for backend in &plan.backends {
+    for backend_plan in &plan.runs {
         if child::interrupted() {
             break;
         }
+        let backend = backend_plan.backend;
         let started = Instant::now();
-        let outcome = run_backend(&plan, *backend, &report, &report_path, started);
+        let outcome = run_backend(&plan, backend_plan, &report, &report_path, started);
         let mut report = report
             .lock()
             .map_err(|_| anyhow::anyhow!("a runner panicked"))?;
-        record_backend_time(&mut report, *backend, started);
+        record_backend_time(&mut report, backend, started);
         if let Err(error) = outcome {
             println!("guest: {backend}: {error:#}");
             report.warnings.push(format!("{backend}: {error:#}"));
@@ -84,7 +85,12 @@ pub fn run(options: Options) -> Result<ExitCode> {
     report.finished = !child::interrupted();
     plan::write_json(&report_path, &report)?;
     let all_passed = report.finished
-        && report.runs.len() == plan.binaries.len() * plan.backends.len()
+        && report.runs.len()
+            == plan
+                .runs
+                .iter()
+                .map(|one| one.binaries.len())
+                .sum::<usize>()
         && report.runs.iter().all(|run| run.exit_code == Some(0));
     Ok(ExitCode::from(if all_passed { PASSED } else { FAILED }))
 }
@@ -132,14 +138,15 @@ fn mount_bpffs() -> Result<()> {
     Ok(())
 }
 
-/// Every binary with one backend, `plan.jobs` at a time.
+/// One backend's binaries, `plan.jobs` at a time.
 fn run_backend(
     plan: &Plan,
-    backend: Backend,
+    backend_plan: &BackendPlan,
     report: &Mutex<GuestReport>,
     report_path: &Path,
     started: Instant,
 ) -> Result<()> {
+    let backend = backend_plan.backend;
     // /tmp is copy-on-write in the guest: nothing lands in the host's /tmp.
     let programs = PathBuf::from(format!("/tmp/fwlog-iptables-{backend}"));
     backend.link_programs(&programs)?;
@@ -164,13 +171,13 @@ fn run_backend(
                 scope.spawn(|| -> Result<()> {
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(binary) = plan.binaries.get(index) else {
+                        let Some(selected) = backend_plan.binaries.get(index) else {
                             return Ok(());
                         };
                         if child::interrupted() {
                             return Ok(());
                         }
-                        let run = run_binary(plan, backend, binary, &path, &logs)?;
+                        let run = run_binary(plan, backend, selected, &path, &logs)?;
                         let mut report = report
                             .lock()
                             .map_err(|_| anyhow::anyhow!("a runner panicked"))?;
@@ -206,10 +213,11 @@ fn record_backend_time(report: &mut GuestReport, backend: Backend, started: Inst
 fn run_binary(
     plan: &Plan,
     backend: Backend,
-    binary: &TestBinary,
+    selected: &Selected,
     path: &str,
     logs: &Path,
 ) -> Result<BinaryRun> {
+    let binary = &selected.binary;
     let log_path = logs.join(format!("{}.log", binary.name));
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -218,7 +226,7 @@ fn run_binary(
         .arg(format!("--test-threads={}", plan.test_threads))
         // Passing tests' stdout too: the verifier budget test prints each program's count.
         .arg("--show-output")
-        .args(&plan.test_args)
+        .args(&selected.args)
         .env("PATH", path)
         .env("FWLOG_BIN", &plan.fwlog)
         .env("FWLOG_TEST_SLOWDOWN", plan.slowdown.to_string())

@@ -25,19 +25,41 @@ pub struct TestBinary {
     pub path: PathBuf,
 }
 
+/// A test binary with the arguments that choose its tests (`--exact NAME…`, a filter, none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selected {
+    pub binary: TestBinary,
+    pub args: Vec<String>,
+    /// The tests it lists with `args` on the host: what its run must report.
+    pub tests: Vec<String>,
+}
+
+/// One iptables backend and what runs with it, `jobs` binaries at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendPlan {
+    pub backend: Backend,
+    pub binaries: Vec<Selected>,
+}
+
+impl BackendPlan {
+    /// The tests this backend's runs must report.
+    pub fn test_count(&self) -> usize {
+        self.binaries
+            .iter()
+            .map(|selected| selected.tests.len())
+            .sum()
+    }
+}
+
 /// Everything the guest needs to know, written by the host before it boots the guest.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
     /// `uname -r` the guest must be running: a guest on another kernel refuses to test.
     pub release: String,
-    /// iptables backends to run the binaries with, one after the other.
-    pub backends: Vec<Backend>,
+    /// Each iptables backend in turn, with the binaries to run with it.
+    pub runs: Vec<BackendPlan>,
     /// The fwlog binary under test (`FWLOG_BIN`).
     pub fwlog: PathBuf,
-    /// The test binaries, run `jobs` at a time.
-    pub binaries: Vec<TestBinary>,
-    /// Extra arguments for every test binary (a filter, `--exact`, `--skip NAME`).
-    pub test_args: Vec<String>,
     /// `--test-threads` for each binary.
     pub test_threads: usize,
     /// Test binaries running at once.

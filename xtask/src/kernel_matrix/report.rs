@@ -5,7 +5,7 @@ use std::{fmt::Write as _, fs, path::PathBuf};
 
 use super::{
     backend::Backend,
-    plan::{GuestReport, TestBinary},
+    plan::{BackendPlan, GuestReport, Selected},
     results::{self, LogOutcome},
 };
 
@@ -18,9 +18,10 @@ pub struct GuestRun {
     pub release: String,
     /// The shared directory: plan, report, logs, console.
     pub dir: PathBuf,
-    pub backends: Vec<Backend>,
     /// Host wall-clock seconds from starting vng to its end.
     pub wall_secs: f64,
+    /// CPU seconds qemu (and vng) used on the host.
+    pub cpu_secs: f64,
     /// How vng ended, when not with status 0: `exit 1`, `killed after 60 min`, ….
     pub ending: Option<String>,
     /// The guest's report; `None` when the guest never wrote one (it did not boot, or crashed first).
@@ -55,16 +56,15 @@ impl Row {
     }
 }
 
-/// The rows of one guest run, one per backend it was asked to run. `expected` is each binary and
-/// the tests it lists.
-pub fn rows(run: &GuestRun, expected: &[(TestBinary, Vec<String>)]) -> Vec<Row> {
-    let tests: usize = expected.iter().map(|(_, names)| names.len()).sum();
-    run.backends
+/// The rows of one guest run, one per backend it was asked to run, with what each was to run.
+pub fn rows(run: &GuestRun, plans: &[BackendPlan]) -> Vec<Row> {
+    plans
         .iter()
-        .map(|backend| {
+        .map(|plan| {
+            let tests = plan.test_count();
             let mut row = Row {
                 kernel: run.release.clone(),
-                backend: *backend,
+                backend: plan.backend,
                 tests,
                 passed: 0,
                 failed: 0,
@@ -81,7 +81,7 @@ pub fn rows(run: &GuestRun, expected: &[(TestBinary, Vec<String>)]) -> Vec<Row> 
                     run.ending.as_deref().unwrap_or("it exited 0"),
                     run.dir.join("console.log").display()
                 )),
-                Some(report) => fill(&mut row, run, report, expected),
+                Some(report) => fill(&mut row, run, report, &plan.binaries),
             }
             let reported = row.passed + row.failed + row.ignored;
             row.not_run = tests.saturating_sub(reported);
@@ -90,12 +90,7 @@ pub fn rows(run: &GuestRun, expected: &[(TestBinary, Vec<String>)]) -> Vec<Row> 
         .collect()
 }
 
-fn fill(
-    row: &mut Row,
-    run: &GuestRun,
-    report: &GuestReport,
-    expected: &[(TestBinary, Vec<String>)],
-) {
+fn fill(row: &mut Row, run: &GuestRun, report: &GuestReport, expected: &[Selected]) {
     if let Some(ending) = &run.ending {
         row.problems.push(format!(
             "the guest did not finish: {ending}; see {}",
@@ -118,7 +113,7 @@ fn fill(
         .iter()
         .find(|(backend, _)| *backend == row.backend)
         .map_or(0.0, |(_, secs)| *secs);
-    for (binary, _) in expected {
+    for Selected { binary, .. } in expected {
         let Some(binary_run) = report
             .runs
             .iter()
@@ -271,6 +266,7 @@ pub fn closing_line(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel_matrix::plan::TestBinary;
 
     fn row(kernel: &str, backend: Backend, verified: &[(&str, u64)]) -> Row {
         Row {
@@ -300,16 +296,24 @@ mod tests {
         let run = GuestRun {
             release: "6.1.0-57-amd64".into(),
             dir: PathBuf::from("/nonexistent/6.1"),
-            backends: vec![Backend::Nft, Backend::Legacy],
             wall_secs: 12.0,
+            cpu_secs: 3.0,
             ending: Some("exit 255".into()),
             report: None,
         };
-        let binary = TestBinary {
-            name: "watch".into(),
-            path: "/w/watch-1".into(),
+        let selected = Selected {
+            binary: TestBinary {
+                name: "watch".into(),
+                path: "/w/watch-1".into(),
+            },
+            args: Vec::new(),
+            tests: vec!["a".into(), "b".into()],
         };
-        let rows = rows(&run, &[(binary, vec!["a".into(), "b".into()])]);
+        let plans = [Backend::Nft, Backend::Legacy].map(|backend| BackendPlan {
+            backend,
+            binaries: vec![selected.clone()],
+        });
+        let rows = rows(&run, &plans);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].tests, rows[0].not_run, rows[0].passed), (2, 2, 0));
         assert!(!rows[1].ok());
