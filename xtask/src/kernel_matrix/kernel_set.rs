@@ -165,6 +165,9 @@ pub fn plan(
                 tests,
             });
         }
+        // The binaries with the most tests first: `jobs` at a time, the long ones do not end
+        // the run alone.
+        selected.sort_by_key(|one| std::cmp::Reverse(one.tests.len()));
         plans.push(BackendPlan {
             backend: *backend,
             binaries: selected,
