@@ -136,6 +136,8 @@ pub enum LossSite {
     /// An earlier install recorded them and no reader read them before a new install replaced
     /// it (a service restart).
     Replaced,
+    /// The output (stdout, the file, the system log) failed for longer than its spool holds.
+    Output,
 }
 
 impl LossSite {
@@ -144,6 +146,7 @@ impl LossSite {
             LossSite::Ring => "ring",
             LossSite::Export => "export",
             LossSite::Replaced => "replaced",
+            LossSite::Output => "output",
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Reading the ring buffer: events → JSON lines on stdout, one write and flush per batch; the
-//! kernel's counters turned into `lost` and `flows_evicted` lines as soon as they move; idle
-//! flows swept from the flow table. Each record also goes to the metrics' counts and, for
-//! ended flows, to the IPFIX exporter's queue, when those are on.
+//! Reading the ring buffer: events → lines to the sinks, one batch per read (a sink that fails
+//! keeps its lines in its spool and never stops the collector); the kernel's counters turned
+//! into `lost` and `flows_evicted` lines as soon as they move; idle flows swept from the flow
+//! table. Each record also goes to the metrics' counts and, for ended flows, to the IPFIX
+//! exporter's queue, when those are on.
 
 pub mod clock;
 pub mod direction;
@@ -11,7 +12,7 @@ pub mod interface_names;
 pub mod maps;
 pub mod records;
 
-use std::{future::Future, io::Write, time::Duration};
+use std::{future::Future, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -30,7 +31,10 @@ use crate::{
     enrich::Enricher,
     filter::Filter,
     metrics::Metrics,
-    output::{format::EventWriter, sink::ipfix::IpfixExporter, writer::FormatWriter},
+    output::{
+        destination::Outputs, format::EventWriter, sink::ipfix::IpfixExporter, spool::Batch,
+        writer::FormatWriter,
+    },
     pin_dir::unread::set_user_counter,
     record::{LossSite, StatsRecord},
 };
@@ -58,6 +62,17 @@ pub struct Totals {
     pub lost_export: u64,
     /// Events an earlier install recorded and no reader read before this one replaced it.
     pub lost_replaced: u64,
+    /// Events a sink never got (it failed for longer than its spool holds), once per sink.
+    pub lost_output: u64,
+}
+
+/// Why [`Collector::run_until`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The shutdown future completed (a signal, the end of the grace).
+    Stopped,
+    /// Standard output's reader went away (`| head -1` exited).
+    OutputClosed,
 }
 
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -79,11 +94,11 @@ pub struct CollectorOptions {
     pub exporter: Option<IpfixExporter>,
 }
 
-pub struct Collector<W: Write> {
+pub struct Collector {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    out: W,
-    buffer: Vec<u8>,
+    outputs: Outputs,
+    batch: Batch,
     writer: FormatWriter,
     filter: Filter,
     records: RecordBuilder,
@@ -102,14 +117,14 @@ pub struct Collector<W: Write> {
     stored: (u64, u64),
 }
 
-impl<W: Write> Collector<W> {
+impl Collector {
     /// Must be called inside a tokio runtime (the ring buffer's fd is registered with it).
     pub fn new(
         ring: RingBuf<MapData>,
         counters: PerCpuArray<MapData, u64>,
         logger: Option<KernelLogger>,
         options: CollectorOptions,
-        out: W,
+        outputs: Outputs,
     ) -> Result<Self> {
         // SAFETY: the RingBuf owns its fd and keeps it open, unchanged, until it is dropped,
         // which happens only when this AsyncFd is dropped.
@@ -119,8 +134,8 @@ impl<W: Write> Collector<W> {
         let mut collector = Collector {
             ring,
             counters,
-            out,
-            buffer: Vec::with_capacity(1 << 20),
+            outputs,
+            batch: Batch::with_capacity(1 << 20),
             writer: options.writer,
             filter: options.filter,
             records: RecordBuilder::new(Enricher::new(options.name_processes)),
@@ -147,8 +162,9 @@ impl<W: Write> Collector<W> {
         Ok(collector)
     }
 
-    /// Streams events until `shutdown` completes or stdout goes away.
-    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// Streams events until `shutdown` completes or stdout's reader goes away (polled every
+    /// tick, so an idle session sees it too). A sink that fails otherwise never ends it.
+    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<Ended> {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,8 +173,11 @@ impl<W: Write> Collector<W> {
             tokio::time::interval(self.stats_every.unwrap_or(Duration::from_secs(3600)));
         stats_tick.tick().await;
         loop {
+            if self.outputs.closed() {
+                return Ok(Ended::OutputClosed);
+            }
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => return Ok(Ended::Stopped),
                 ready = self.ring.readable_mut() => {
                     ready.context("waiting for the ring buffer")?.clear_ready();
                     self.drain()?;
@@ -194,8 +213,10 @@ impl<W: Write> Collector<W> {
         }
         self.check_counters()?;
         self.totals.malformed = self.sum_counter(MALFORMED_PACKETS)?;
+        self.flush();
+        self.outputs.finish();
+        self.totals.lost_output = self.outputs.lost();
         self.publish_metrics();
-        self.flush()?;
         Ok(self.totals)
     }
 
@@ -214,7 +235,8 @@ impl<W: Write> Collector<W> {
                     if let Some(event) = VerdictEvent::from_bytes(&item) {
                         let record = self.records.verdict(&event);
                         if self.filter.matches_verdict(&record) {
-                            self.writer.verdict(&mut self.buffer, &record);
+                            let writer = &mut self.writer;
+                            self.batch.event(|out| writer.verdict(out, &record));
                         }
                         if let Some(metrics) = &mut self.metrics {
                             metrics.verdict(&record);
@@ -236,14 +258,16 @@ impl<W: Write> Collector<W> {
             }
         }
         self.write_ended_flows();
-        self.flush()
+        self.flush();
+        Ok(())
     }
 
     fn write_ended_flows(&mut self) {
         for ended in std::mem::take(&mut self.ended) {
             let record = self.records.flow(&ended);
             if self.filter.matches_flow(&record) {
-                self.writer.flow(&mut self.buffer, &record);
+                let writer = &mut self.writer;
+                self.batch.event(|out| writer.flow(out, &record));
             }
             if let Some(metrics) = &mut self.metrics {
                 metrics.flow(&record);
@@ -282,13 +306,16 @@ impl<W: Write> Collector<W> {
             if evicted > self.totals.evicted {
                 table.recount_filter();
                 let now = BootClock::now_unix_ns();
-                self.writer
-                    .flows_evicted(&mut self.buffer, now, evicted - self.totals.evicted);
+                let writer = &mut self.writer;
+                let count = evicted - self.totals.evicted;
+                self.batch
+                    .count_line(|out| writer.flows_evicted(out, now, count));
                 self.totals.evicted = evicted;
             }
         }
         self.write_ended_flows();
-        self.flush()
+        self.flush();
+        Ok(())
     }
 
     /// Turns movements of the loss counters (the kernel's, the exporter's) into lines.
@@ -298,12 +325,10 @@ impl<W: Write> Collector<W> {
             .saturating_sub(self.reported_before.0);
         if lost > self.totals.lost {
             let now = BootClock::now_unix_ns();
-            self.writer.lost(
-                &mut self.buffer,
-                now,
-                LossSite::Ring,
-                lost - self.totals.lost,
-            );
+            let writer = &mut self.writer;
+            let count = lost - self.totals.lost;
+            self.batch
+                .count_line(|out| writer.lost(out, now, LossSite::Ring, count));
             self.totals.lost = lost;
         }
         // A slot of earlier versions' maps too: read it only where the map has it.
@@ -313,20 +338,22 @@ impl<W: Write> Collector<W> {
             .saturating_sub(self.reported_before.1);
         if replaced > self.totals.lost_replaced {
             let now = BootClock::now_unix_ns();
-            self.writer.lost(
-                &mut self.buffer,
-                now,
-                LossSite::Replaced,
-                replaced - self.totals.lost_replaced,
-            );
+            let writer = &mut self.writer;
+            let count = replaced - self.totals.lost_replaced;
+            self.batch
+                .count_line(|out| writer.lost(out, now, LossSite::Replaced, count));
             self.totals.lost_replaced = replaced;
         }
         if let Some(exporter) = &self.exporter {
             let lost = exporter.lost();
             self.report_export_losses(lost);
         }
-        self.flush()?;
-        self.store_reported();
+        // Also when nothing is new: a spool that waits retries, and queues its `lost` line.
+        self.flush();
+        // Only once every sink has taken its lines is a loss reported for the next reader.
+        if self.outputs.all_written() {
+            self.store_reported();
+        }
         Ok(())
     }
 
@@ -354,8 +381,9 @@ impl<W: Write> Collector<W> {
         if lost > self.totals.lost_export {
             let now = BootClock::now_unix_ns();
             let new = lost - self.totals.lost_export;
-            self.writer
-                .lost(&mut self.buffer, now, LossSite::Export, new);
+            let writer = &mut self.writer;
+            self.batch
+                .count_line(|out| writer.lost(out, now, LossSite::Export, new));
             self.totals.lost_export = lost;
         }
     }
@@ -364,7 +392,7 @@ impl<W: Write> Collector<W> {
     fn publish_metrics(&self) {
         if let Some(metrics) = &self.metrics {
             let tracked = self.flows.as_ref().map_or(0, |t| t.tracked);
-            metrics.publish(self.totals.evicted, tracked);
+            metrics.publish(self.totals.evicted, tracked, self.outputs.lost());
         }
     }
 
@@ -377,9 +405,11 @@ impl<W: Write> Collector<W> {
             flows_evicted: self.totals.evicted,
             malformed: self.sum_counter(MALFORMED_PACKETS)?,
         };
-        self.writer
-            .stats(&mut self.buffer, BootClock::now_unix_ns(), &stats);
-        self.flush()
+        let writer = &mut self.writer;
+        self.batch
+            .count_line(|out| writer.stats(out, BootClock::now_unix_ns(), &stats));
+        self.flush();
+        Ok(())
     }
 
     fn sum_counter(&self, index: u32) -> Result<u64> {
@@ -390,15 +420,12 @@ impl<W: Write> Collector<W> {
         Ok(values.iter().sum())
     }
 
-    fn flush(&mut self) -> Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let result = self
-            .out
-            .write_all(&self.buffer)
-            .and_then(|()| self.out.flush());
-        self.buffer.clear();
-        result.context("writing events to standard output")
+    /// Hands the batch to the sinks' spools; a failing sink keeps it (or counts it lost) and
+    /// a `lost` line (`where: output`) says so when it takes lines again.
+    fn flush(&mut self) {
+        let writer = &mut self.writer;
+        self.outputs.push(&mut self.batch, |out, count| {
+            writer.lost(out, BootClock::now_unix_ns(), LossSite::Output, count);
+        });
     }
 }

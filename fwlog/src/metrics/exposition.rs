@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub flows_evicted: u64,
     /// Flows in the kernel's table at the last sweep.
     pub flows_tracked: u64,
+    /// Events a sink (stdout, the file, the system log) never got, once per sink.
+    pub lost_output: u64,
     pub flow_table_size: u64,
 }
 
@@ -106,7 +108,8 @@ impl Collector for Exposition {
             "fwlog_lost_events",
             "Events lost, by where: ring (the kernel found the ring buffer full), export (a \
              flow the IPFIX exporter could not queue or send), replaced (recorded by an earlier \
-             install and read by no reader before a new install replaced it)",
+             install and read by no reader before a new install replaced it), output (an event \
+             a failing sink never got, once per sink)",
             None,
             MetricType::Counter,
         )?;
@@ -120,6 +123,8 @@ impl Collector for Exposition {
             let count = export.lost.load(std::sync::atomic::Ordering::Relaxed);
             ConstCounter::new(count).encode(lost.encode_family(&[("where", "export")])?)?;
         }
+        ConstCounter::new(snapshot.lost_output)
+            .encode(lost.encode_family(&[("where", "output")])?)?;
         if let Some(malformed) = kernel(MALFORMED_PACKETS) {
             counter(
                 &mut encoder,

@@ -90,13 +90,14 @@ impl Metrics {
         self.counts.flow(record);
     }
 
-    /// Hands the counts so far to the scrape side.
-    pub fn publish(&self, flows_evicted: u64, flows_tracked: u64) {
+    /// Hands the counts so far to the scrape side (`lost_output`: events a sink never got).
+    pub fn publish(&self, flows_evicted: u64, flows_tracked: u64, lost_output: u64) {
         if let Ok(mut snapshot) = self.sources.snapshot.lock() {
             *snapshot = Snapshot {
                 counts: self.counts.clone(),
                 flows_evicted,
                 flows_tracked,
+                lost_output,
                 flow_table_size: self.flow_table_size,
             };
         }

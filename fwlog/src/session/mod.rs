@@ -8,7 +8,10 @@ pub mod stream;
 use anyhow::{Context as _, Result};
 
 use crate::{
-    collector::maps::CollectorMaps, netns::NetNs, pin_dir::record::Mode, settings::WatchSettings,
+    collector::{maps::CollectorMaps, Ended},
+    netns::NetNs,
+    pin_dir::record::Mode,
+    settings::WatchSettings,
 };
 use setup::set_up;
 
@@ -44,7 +47,7 @@ async fn session(settings: WatchSettings, interfaces: Vec<String>, netns: NetNs)
         setup.options.outbound.as_str(),
     );
     let mut shutdown = stream.shutdown;
-    let mut streamed = Ok(());
+    let mut streamed = Ok(Ended::Stopped);
     if let Some(ends) = setup.installation.grace_ends() {
         // Stream while conntrack learns the connectionless flows, then apply the policy to
         // them too, unless a stop came first.
@@ -56,15 +59,18 @@ async fn session(settings: WatchSettings, interfaces: Vec<String>, netns: NetNs)
             }
         };
         streamed = collector.run_until(grace).await;
-        if streamed.is_ok() && !stopped.get() {
-            streamed = setup.installation.end_grace();
+        if matches!(streamed, Ok(Ended::Stopped)) && !stopped.get() {
+            streamed = setup.installation.end_grace().map(|()| Ended::Stopped);
         }
         if stopped.get() {
             shutdown = Box::pin(std::future::ready(()));
         }
     }
-    if streamed.is_ok() {
+    if matches!(streamed, Ok(Ended::Stopped)) {
         streamed = collector.run_until(shutdown).await;
+    }
+    if let Ok(ended) = streamed {
+        stream::say_ended(ended, "removing the rules, as after Ctrl-C");
     }
     // Rules and tc programs first, so nothing new arrives, then read what the kernel holds.
     let removed = setup.installation.remove();
@@ -89,6 +95,9 @@ async fn reader(settings: WatchSettings, netns: NetNs) -> Result<()> {
          Ctrl-C stops reading, the firewall stays"
     );
     let streamed = collector.run_until(stream.shutdown).await;
+    if let Ok(ended) = streamed {
+        stream::say_ended(ended, "stopped reading, the firewall stays");
+    }
     let totals = collector.finish(false);
     if let Ok(totals) = &totals {
         stream::print_totals(totals);

@@ -2,12 +2,7 @@
 //! setup: the collector as the settings say, where its lines go, and which signals stop it or
 //! reopen its file.
 
-use std::{
-    future::Future,
-    io::{IsTerminal as _, Write},
-    sync::atomic::Ordering,
-    time::Duration,
-};
+use std::{future::Future, io::IsTerminal as _, sync::atomic::Ordering, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{HashMap, Map, PerCpuArray, RingBuf};
@@ -18,11 +13,12 @@ use super::exports;
 use crate::{
     collector::{
         flow_filter::MappedFilter, flows::FlowTable, maps::CollectorMaps, Collector,
-        CollectorOptions, KernelLogger, Totals,
+        CollectorOptions, Ended, KernelLogger, Totals,
     },
     host::HostIdentity,
     output::{
-        destination::{self, Destination},
+        destination::{self, Destination, Outputs},
+        spool::say,
         writer::{colour_wanted, FormatWriter},
     },
     settings::WatchSettings,
@@ -31,7 +27,7 @@ use crate::{
 
 /// Where lines go, the stop signal, and (with an output file) SIGHUP reopening it.
 pub struct Stream {
-    pub out: Box<dyn Write>,
+    pub out: Outputs,
     pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()>>>,
 }
 
@@ -60,8 +56,8 @@ pub fn collector(
     settings: &WatchSettings,
     maps: CollectorMaps,
     logger: Option<KernelLogger>,
-    out: Box<dyn Write>,
-) -> Result<Collector<Box<dyn Write>>> {
+    out: Outputs,
+) -> Result<Collector> {
     let host = HostIdentity::resolve(settings.host_name.as_deref(), settings.host_id)?;
     let ring = RingBuf::try_from(maps.events).context("opening the EVENTS ring buffer")?;
     // The map has room for what each CPU may hold back besides the flows asked for (see
@@ -125,6 +121,8 @@ pub fn collector(
     Collector::new(ring, counters, logger, options, out)
 }
 
+/// The summary on stderr (never a panic, even when stderr fails too). `lost` counts the
+/// ring's losses and the events a sink never got, and says which when the output lost any.
 pub fn print_totals(totals: &Totals) {
     let mut export = match totals.lost_export {
         0 => String::new(),
@@ -136,10 +134,27 @@ pub fn print_totals(totals: &Totals) {
             totals.lost_replaced
         );
     }
-    eprintln!(
-        "fwlog: {} events, {} flows, {} lost, {} flows evicted, {} malformed packets{export}",
-        totals.events, totals.flows, totals.lost, totals.evicted, totals.malformed
-    );
+    let lost = match totals.lost_output {
+        0 => format!("{} lost", totals.lost),
+        output => format!(
+            "{} lost ({} in the ring, {output} not written to the output)",
+            totals.lost + output,
+            totals.lost
+        ),
+    };
+    say(&format!(
+        "fwlog: {} events, {} flows, {lost}, {} flows evicted, {} malformed packets{export}",
+        totals.events, totals.flows, totals.evicted, totals.malformed
+    ));
+}
+
+/// Says why the stream ended when stdout's reader went away.
+pub fn say_ended(ended: Ended, what_follows: &str) {
+    if ended == Ended::OutputClosed {
+        say(&format!(
+            "fwlog: standard output was closed (its reader exited); {what_follows}"
+        ));
+    }
 }
 
 /// Completes on SIGINT, SIGTERM, and SIGHUP when `hangup_stops`.

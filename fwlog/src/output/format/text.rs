@@ -267,6 +267,7 @@ impl EventWriter for TextWriter {
                 out,
                 " {count} events an earlier install recorded and no reader read before it was replaced"
             ),
+            LossSite::Output => write!(out, " {count} events that could not be written here"),
         };
         self.end(out);
     }

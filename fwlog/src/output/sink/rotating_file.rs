@@ -4,9 +4,11 @@
 //! splits a write across two files, its `BytesSurpassed` rotates only after the file has
 //! grown past the limit, and it cannot reopen a path that logrotate moved away. Here the
 //! rotation happens between two `write` calls, before the one that would cross the limit;
-//! the collector writes whole lines in one `write_all`, so no line is ever split across
-//! files. Do not put a `BufWriter` in front: it would cut writes at its own boundaries.
+//! the collector hands it whole lines, so no line is ever split across files, and a write
+//! a full disk cuts is taken back to its last whole line. Do not put a `BufWriter` in
+//! front: it would cut writes at its own boundaries.
 
+use super::{whole_lines, LineSink, Written};
 use std::{
     fs::{self, DirBuilder, File, OpenOptions},
     io::{self, Write},
@@ -39,20 +41,40 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.file.write_all(bytes) {
-            Ok(()) => {
-                self.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(error) => {
-                // Part of `bytes` may be in the file (a full disk): count what is really there.
-                if let Ok(metadata) = self.file.metadata() {
-                    self.len = metadata.len();
-                }
-                Err(error)
+    /// Appends whole lines; returns how many bytes are in the file. A write cut by a full
+    /// disk is taken back to the end of its last whole line (when nobody else appended).
+    fn append(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+        let mut done = 0;
+        while done < bytes.len() {
+            match self.file.write(&bytes[done..]) {
+                Ok(0) => return self.cut(bytes, done, io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return self.cut(bytes, done, error),
             }
         }
+        self.len += done as u64;
+        (done, Ok(()))
+    }
+
+    fn cut(&mut self, bytes: &[u8], done: usize, error: io::Error) -> (usize, io::Result<()>) {
+        let whole = whole_lines(&bytes[..done]);
+        let expected = self.len + done as u64;
+        let kept = match self.file.metadata() {
+            Ok(metadata) if metadata.len() == expected && whole < done => {
+                match self.file.set_len(self.len + whole as u64) {
+                    Ok(()) => whole,
+                    Err(_) => done,
+                }
+            }
+            Ok(metadata) => {
+                self.len = metadata.len().saturating_sub(done as u64);
+                done
+            }
+            Err(_) => done,
+        };
+        self.len += kept as u64;
+        (kept, Err(error))
     }
 
     /// Opens `path` for appending, creating it (mode 0640) and its parent directories (0750).
@@ -118,47 +140,66 @@ impl RotatingFile {
     }
 }
 
-impl Write for RotatingFile {
-    /// Writes all of `buf` into one file: the current one, or a fresh one if `buf` would
-    /// take the current one past the limit. A `buf` larger than the limit goes whole into a
-    /// fresh file.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl LineSink for RotatingFile {
+    /// Writes `lines` into one file: the current one, or a fresh one if they would take the
+    /// current one past the limit; a batch is split at line ends so that no file passes the
+    /// limit, and a single line longer than the limit goes whole into a fresh file.
+    fn write_lines(&mut self, lines: &[u8]) -> Written {
+        let mut done = 0;
+        let error = self.write_from(lines, &mut done).err();
+        Written { bytes: done, error }
+    }
+
+    fn name(&self) -> String {
+        format!("the output file {}", self.path.display())
+    }
+}
+
+impl RotatingFile {
+    /// [`LineSink::write_lines`], counting in `done` the bytes that are in a file.
+    fn write_from(&mut self, lines: &[u8], done: &mut usize) -> io::Result<()> {
         if self.reopen_requested.swap(false, Ordering::Relaxed) {
             self.reopen()?;
         }
-        // A batch of lines is split at line ends so that no file passes the limit; a single
-        // line longer than the limit goes whole into a fresh file.
-        let mut rest = buf;
-        while !rest.is_empty() {
+        while *done < lines.len() {
+            let rest = &lines[*done..];
             let room = self
                 .max_bytes
                 .map_or(u64::MAX, |max| max.saturating_sub(self.len));
-            if rest.len() as u64 <= room {
-                self.append(rest)?;
-                break;
-            }
-            let fitting = rest[..room as usize].iter().rposition(|&b| b == b'\n');
-            match fitting {
-                Some(end) => {
-                    self.append(&rest[..=end])?;
-                    rest = &rest[end + 1..];
-                    self.rotate()?;
-                }
-                None if self.len > 0 => self.rotate()?,
-                None => {
-                    let end = rest
+            let end = if rest.len() as u64 <= room {
+                rest.len()
+            } else {
+                match rest[..room as usize].iter().rposition(|&b| b == b'\n') {
+                    Some(end) => end + 1,
+                    None if self.len > 0 => {
+                        self.rotate()?;
+                        continue;
+                    }
+                    None => rest
                         .iter()
                         .position(|&b| b == b'\n')
-                        .map_or(rest.len(), |e| e + 1);
-                    self.append(&rest[..end])?;
-                    rest = &rest[end..];
-                    if !rest.is_empty() {
-                        self.rotate()?;
-                    }
+                        .map_or(rest.len(), |e| e + 1),
                 }
+            };
+            let (written, result) = self.append(&rest[..end]);
+            *done += written;
+            result?;
+            if *done < lines.len() {
+                self.rotate()?;
             }
         }
-        Ok(buf.len())
+        Ok(())
+    }
+}
+
+/// For tests and callers that want all or an error.
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.write_lines(buf);
+        match written.error {
+            Some(error) if written.bytes == 0 => Err(error),
+            _ => Ok(written.bytes),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -10,10 +10,12 @@
 //! kernel log keep working; a line without one (stats, other formats) gets `[PREFIX]:`.
 
 use std::{
-    io::{self, Write},
+    io,
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
 };
+
+use super::{LineSink, Written};
 
 /// The local syslog socket (journald's /run/systemd/journal/dev-log, or rsyslog's).
 pub const DEV_LOG: &str = "/dev/log";
@@ -113,16 +115,25 @@ impl SyslogSink {
     }
 }
 
-impl Write for SyslogSink {
-    /// `buf` must hold whole lines, as the collector's one `write_all` per batch does: a
-    /// trailing piece without '\n' is sent as a line of its own.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send_lines(buf)?;
-        Ok(buf.len())
+impl LineSink for SyslogSink {
+    /// One datagram per line; stops at the first line the daemon would not take (each
+    /// datagram is whole, so nothing is ever cut).
+    fn write_lines(&mut self, lines: &[u8]) -> Written {
+        let mut done = 0;
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            if let Err(error) = self.send_lines(line) {
+                return Written {
+                    bytes: done,
+                    error: Some(error),
+                };
+            }
+            done += line.len();
+        }
+        Written::all(done)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn name(&self) -> String {
+        "the system log".to_string()
     }
 }
 
@@ -221,7 +232,7 @@ mod tests {
     fn one_datagram_per_line_tagged_by_action() {
         let devlog = FakeDevLog::bind();
         let mut sink = SyslogSink::connect_to(&devlog.path, "FW").expect("connect");
-        sink.write_all(format!("{ACCEPT}\n{DROP}\n").as_bytes())
+        sink.send_lines(format!("{ACCEPT}\n{DROP}\n").as_bytes())
             .expect("send");
         let pid = std::process::id();
         assert_eq!(
