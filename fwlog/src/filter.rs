@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use fwlog_common::event::Action;
 
 use crate::{
+    log_line::LogLine,
     record::{Connection, Extras, FlowRecord, VerdictRecord},
-    summary::line::LogLine,
     values::{action_named, Direction, HostPattern, Protocol},
 };
 

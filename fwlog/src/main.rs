@@ -16,6 +16,7 @@ mod interfaces;
 mod interrupt;
 mod kernel_features;
 mod loader;
+mod log_line;
 mod metrics;
 mod netns;
 mod output;

@@ -1,9 +1,8 @@
-//! `fwlog summary`: fwlog's JSON lines read back and counted (input → line → tally → report →
+//! `fwlog summary`: fwlog's JSON lines read back and counted (input → `log_line` → tally → report →
 //! text tables or one JSON object), in bounded memory.
 
 pub mod hosts;
 pub mod input;
-pub mod line;
 pub mod render;
 pub mod report;
 pub mod tally;
@@ -11,8 +10,8 @@ pub mod time;
 
 use std::io::{self, BufRead};
 
-use self::{line::LogLine, tally::Tally, time::parse_timestamp_micros};
-use crate::filter::Filter;
+use self::{tally::Tally, time::parse_timestamp_micros};
+use crate::{filter::Filter, log_line::LogLine};
 
 /// Which lines count: `--since` (inclusive) and `--until` (exclusive), in microseconds since
 /// the Unix epoch, and the event filters.

@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use super::{
     hosts::{HostSet, HostTally, HOSTS_NAMED},
-    line::LogLine,
     time::MICROS_PER_HOUR,
 };
 use crate::{
     filter::Filter,
+    log_line::LogLine,
     values::{action_named, Direction, Protocol},
 };
 

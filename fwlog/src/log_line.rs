@@ -1,5 +1,6 @@
 //! One of fwlog's JSON lines read back, borrowing from the line's buffer: only the fields
-//! `summary` and its filters use (serde skips the rest).
+//! `summary` and the filters (`filter.rs`) use (serde skips the rest). Below both, so that
+//! neither reaches into the other.
 
 use std::borrow::Cow;
 
