@@ -27,9 +27,9 @@ use crate::{
     pin_dir::{
         self,
         record::{Mode, Phase, Record, RECORD_PIN},
-        unread::EarlierRing,
         NETNS_LINK_PIN,
     },
+    unread::EarlierRing,
 };
 
 pub struct Installation {

@@ -30,6 +30,7 @@ mod ssh_guard;
 mod summary;
 mod systemd;
 mod tc_attach;
+mod unread;
 mod values;
 
 use std::process::ExitCode;

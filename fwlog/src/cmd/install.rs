@@ -9,13 +9,11 @@ use crate::{
     installation::{self, Slot},
     interfaces, interrupt, loader,
     netns::{InstanceLock, NetNs},
-    pin_dir::{
-        record::Mode,
-        unread::{self, EarlierRing},
-    },
+    pin_dir::record::Mode,
     preflight,
     session::setup::set_up,
     settings, systemd,
+    unread::{self, EarlierRing},
 };
 
 pub fn run(args: InstallArgs) -> Result<()> {

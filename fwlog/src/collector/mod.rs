@@ -35,8 +35,8 @@ use crate::{
         destination::Outputs, format::EventWriter, sink::ipfix::IpfixExporter, spool::Batch,
         writer::FormatWriter,
     },
-    pin_dir::unread::set_user_counter,
     record::{LossSite, StatsRecord},
+    unread::set_user_counter,
 };
 use clock::BootClock;
 use flows::{EndedFlow, FlowTable};

@@ -5,7 +5,6 @@
 pub mod bpf_obj;
 mod holders;
 pub mod record;
-pub mod unread;
 
 use std::{
     collections::BTreeSet,
