@@ -2,7 +2,8 @@
 //! `xtask/src/tidy.rs`: every module says what it is for, every `unsafe` says why it is sound,
 //! no source file passes 600 lines, no crate's modules import each other in a circle, and only
 //! the command line's own modules read its types. (That the names the user side looks up exist
-//! in the eBPF object is checked in fwlog itself, which embeds the object: `ebpf_names.rs`.)
+//! in the eBPF object is checked in fwlog itself, which embeds the object:
+//! `fwlog/src/ebpf_object_names.rs`.)
 
 use std::{
     fs,
