@@ -567,4 +567,4 @@ mod tests;
 #[cfg(feature = "user")]
 mod user;
 #[cfg(feature = "user")]
-pub use user::{ip_addr, protocol_keyword, protocol_name, protocol_number};
+pub use user::{ip_addr, protocol_keyword, protocol_name, protocol_number, PROTOCOL_NAMES};

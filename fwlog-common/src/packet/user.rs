@@ -9,7 +9,7 @@ use super::{
 
 /// The one table of protocol names: number, fwlog's word (`proto` in its lines), and IANA's
 /// keyword (Elastic Common Schema's `network.transport`, which spells ICMPv6 `ipv6-icmp`).
-const PROTOCOL_NAMES: [(u8, &str, &str); 6] = [
+pub const PROTOCOL_NAMES: [(u8, &str, &str); 6] = [
     (IPPROTO_TCP, "tcp", "tcp"),
     (IPPROTO_UDP, "udp", "udp"),
     (IPPROTO_ICMP, "icmp", "icmp"),

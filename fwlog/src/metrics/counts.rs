@@ -2,7 +2,7 @@
 //! indexed by the labels' few values, so counting costs an add, and the label sets are fixed
 //! (no address or port ever becomes a label).
 
-use fwlog_common::{event::Action, flow::EndReason};
+use fwlog_common::{event::Action, flow::EndReason, packet::PROTOCOL_NAMES};
 
 use crate::{
     record::{Connection, FlowRecord, VerdictRecord},
@@ -12,9 +12,9 @@ use crate::{
 /// `action` label values: the chain's action, or `none` for a flow no chain saw.
 pub const ACTIONS: [&str; 4] = ["accept", "drop", "reject", "none"];
 pub const DIRECTIONS: [&str; 3] = ["inbound", "outbound", "forward"];
-/// `proto` label values: fwlog's protocol words, and `other` for the rest (numbers would make
-/// up to 256 series).
-pub const PROTOS: [&str; 7] = ["tcp", "udp", "icmp", "icmpv6", "sctp", "udplite", "other"];
+/// `proto` label values: fwlog's word for each protocol of fwlog-common's one table, and
+/// `other` for the rest (numbers would make up to 256 series).
+pub const PROTOS: usize = PROTOCOL_NAMES.len() + 1;
 pub const END_REASONS: [EndReason; 5] = [
     EndReason::Fin,
     EndReason::Rst,
@@ -24,7 +24,7 @@ pub const END_REASONS: [EndReason; 5] = [
 ];
 
 /// Records by action, direction and protocol.
-pub type ByLabels = [[[u64; PROTOS.len()]; DIRECTIONS.len()]; ACTIONS.len()];
+pub type ByLabels = [[[u64; PROTOS]; DIRECTIONS.len()]; ACTIONS.len()];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -73,11 +73,16 @@ fn labels(
 }
 
 fn proto_index(protocol: Option<Protocol>) -> usize {
-    let other = PROTOS.len() - 1;
     protocol
-        .and_then(Protocol::name)
-        .and_then(|name| PROTOS.iter().position(|p| *p == name))
-        .unwrap_or(other)
+        .and_then(|Protocol(number)| PROTOCOL_NAMES.iter().position(|(n, _, _)| *n == number))
+        .unwrap_or(PROTOS - 1)
+}
+
+/// The `proto` label of index `index` in [`ByLabels`].
+pub fn proto_label(index: usize) -> &'static str {
+    PROTOCOL_NAMES
+        .get(index)
+        .map_or("other", |(_, name, _)| *name)
 }
 
 #[cfg(test)]
@@ -98,11 +103,9 @@ mod tests {
         assert_eq!(counts.verdicts[1][0][0], 2, "drop, inbound, tcp");
         assert_eq!(counts.flows[0][1][0], 1, "accept, outbound, tcp");
         assert_eq!(counts.flows_ended, [1, 0, 0, 0, 0], "fin");
-        assert_eq!(
-            proto_index(Some(Protocol(47))),
-            PROTOS.len() - 1,
-            "gre is other"
-        );
-        assert_eq!(proto_index(Some(Protocol(58))), 3, "icmpv6");
+        assert_eq!(proto_index(Some(Protocol(47))), PROTOS - 1, "gre is other");
+        assert_eq!(proto_label(proto_index(Some(Protocol(58)))), "icmpv6");
+        assert_eq!(proto_label(proto_index(Some(Protocol(6)))), "tcp");
+        assert_eq!(proto_label(proto_index(None)), "other");
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::{
 };
 
 use super::{
-    counts::{ByLabels, Counts, ACTIONS, DIRECTIONS, END_REASONS, PROTOS},
+    counts::{proto_label, ByLabels, Counts, ACTIONS, DIRECTIONS, END_REASONS},
     ring_fill::RingFill,
     rule_counters::RuleCounters,
 };
@@ -226,7 +226,7 @@ fn encode_by_labels(
 ) -> Result<(), std::fmt::Error> {
     for (action, by_direction) in ACTIONS.iter().zip(by_labels) {
         for (direction, by_proto) in DIRECTIONS.iter().zip(by_direction) {
-            for (proto, count) in PROTOS.iter().zip(by_proto) {
+            for (index, count) in by_proto.iter().enumerate() {
                 // Only series that happened: at most 168 per kind, most never do.
                 if *count == 0 {
                     continue;
@@ -235,7 +235,7 @@ fn encode_by_labels(
                     ("event_type", event_type),
                     ("action", action),
                     ("direction", direction),
-                    ("proto", proto),
+                    ("proto", proto_label(index)),
                 ];
                 ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
             }
