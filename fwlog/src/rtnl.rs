@@ -154,21 +154,10 @@ pub fn delete_filter(ifindex: u32, hook: ClsactHook, priority: u16, handle: u32)
     message.header.parent = hook.parent();
     message.header.handle = TcHandle::from(handle);
     message.header.info = (u32::from(priority) << 16) | u32::from(ETH_P_ALL_BE);
-    match request(
+    delete(
         RouteNetlinkMessage::DelTrafficFilter(message),
-        NLM_F_REQUEST | NLM_F_ACK,
-    ) {
-        Ok(_) => Ok(true),
-        Err(error)
-            if matches!(
-                os_error(&error),
-                Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(error) => Err(error).context("deleting a tc filter"),
-    }
+        "deleting a tc filter",
+    )
 }
 
 /// Deletes the interface's clsact qdisc (and with it any filter left on it). `Ok(false)`
@@ -181,10 +170,16 @@ pub fn delete_clsact(ifindex: u32) -> Result<bool> {
         minor: 0,
     };
     message.attributes.push(TcAttribute::Kind("clsact".into()));
-    match request(
+    delete(
         RouteNetlinkMessage::DelQueueDiscipline(message),
-        NLM_F_REQUEST | NLM_F_ACK,
-    ) {
+        "deleting the clsact qdisc",
+    )
+}
+
+/// Sends a delete request: `Ok(false)` when there was nothing to delete (the kernel says
+/// ENOENT, or EINVAL or ENODEV for a qdisc or interface that is gone).
+fn delete(message: RouteNetlinkMessage, what: &'static str) -> Result<bool> {
+    match request(message, NLM_F_REQUEST | NLM_F_ACK) {
         Ok(_) => Ok(true),
         Err(error)
             if matches!(
@@ -194,7 +189,7 @@ pub fn delete_clsact(ifindex: u32) -> Result<bool> {
         {
             Ok(false)
         }
-        Err(error) => Err(error).context("deleting the clsact qdisc"),
+        Err(error) => Err(error).context(what),
     }
 }
 

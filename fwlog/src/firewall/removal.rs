@@ -61,6 +61,15 @@ impl FilterTable {
         self.rules.iter().filter(|(_, spec)| is_fwlog_rule(spec))
     }
 
+    /// The rules of `chain`, in order.
+    fn rules_in(&self, chain: &str) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter(|(c, _)| c == chain)
+            .map(|(_, spec)| spec.as_str())
+            .collect()
+    }
+
     /// Whether anything of fwlog's is in this table.
     pub fn has_fwlog_rules(&self) -> bool {
         self.fwlog_rules().next().is_some()
@@ -87,12 +96,7 @@ impl FilterTable {
         let mut deleted_chains = Vec::new();
         let mut kept = Vec::new();
         for chain in Action::ALL.map(Action::chain) {
-            let rules: Vec<&str> = self
-                .rules
-                .iter()
-                .filter(|(c, _)| c == chain)
-                .map(|(_, spec)| spec.as_str())
-                .collect();
+            let rules = self.rules_in(chain);
             let Some(position) = rules.iter().position(|spec| final_action(spec).is_some()) else {
                 continue;
             };
@@ -192,12 +196,7 @@ impl FilterTable {
     pub fn previous(&self) -> Previous {
         let mut previous = Previous::default();
         for chain in Action::ALL.map(Action::chain) {
-            let rules: Vec<&str> = self
-                .rules
-                .iter()
-                .filter(|(c, _)| c == chain)
-                .map(|(_, spec)| spec.as_str())
-                .collect();
+            let rules = self.rules_in(chain);
             if rules.iter().any(|spec| final_action(spec).is_some()) {
                 previous.owned.insert(chain.to_string());
             } else if let Some(last) = rules.iter().rposition(|spec| is_fwlog_rule(spec)) {
