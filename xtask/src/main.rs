@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod deb;
+mod interrupt;
 mod kernel_matrix;
 mod load;
 mod run;

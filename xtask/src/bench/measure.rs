@@ -163,6 +163,21 @@ pub struct Machine {
     pub load_average: String,
 }
 
+#[cfg(test)]
+impl Machine {
+    /// A fixed machine for the reports' tests.
+    pub fn example() -> Self {
+        Machine {
+            kernel: "6.18.44".into(),
+            cpus: 2,
+            cpu_model: "Test CPU".into(),
+            memory_kib: 24 * 1024 * 1024,
+            iptables: "iptables v1.8.9 (nf_tables)".into(),
+            load_average: "0.10 0.20 0.30".into(),
+        }
+    }
+}
+
 impl Machine {
     pub fn describe() -> Result<Self> {
         let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")

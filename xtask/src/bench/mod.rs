@@ -16,19 +16,13 @@ mod rounds;
 mod summary;
 
 use std::{
-    env, fs,
-    os::unix::process::CommandExt as _,
-    process::Command,
-    sync::atomic::{AtomicBool, Ordering},
+    env, fs, os::unix::process::CommandExt as _, process::Command, sync::atomic::Ordering,
     time::Instant,
 };
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use nix::{
-    sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal},
-    unistd::geteuid,
-};
+use nix::unistd::geteuid;
 use serde_json::json;
 
 use self::{
@@ -38,7 +32,7 @@ use self::{
     netns::BenchNet,
     report::Report,
 };
-use crate::{build, cmd, setup};
+use crate::{build, cmd, interrupt, setup};
 
 #[derive(Args)]
 pub struct Options {
@@ -109,7 +103,7 @@ pub struct Options {
 }
 
 /// Set by SIGINT/SIGTERM/SIGHUP: the flood and the waits stop, the guards clean up.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub use crate::interrupt::INTERRUPTED;
 
 /// `cargo xtask bench`.
 pub fn run(options: Options) -> Result<()> {
@@ -127,7 +121,7 @@ pub fn run(options: Options) -> Result<()> {
     let date = jiff::Timestamp::now();
     // From here on, Ctrl-C ends the bench through its guards (a build or apt-get it runs dies
     // of it: its mode is skipped, and the loop below does not start).
-    catch_interrupts()?;
+    interrupt::catch()?;
     setup::prepare(setup::Report::ChangesOnly)?;
     let out_dir = build::target_dir()?.join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -249,24 +243,6 @@ fn settings_json(options: &Options, fwlog: Option<&std::path::Path>) -> serde_js
         "nflog_group": modes::NFLOG_GROUP,
         "dest": format!("{}:{}", netns::HOST_ADDR, generator::DEST_PORT),
     })
-}
-
-extern "C" fn on_interrupt(_signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP set [`INTERRUPTED`] instead of killing the bench mid-run.
-fn catch_interrupts() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.with_context(|| format!("catching {signal}"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,21 +5,20 @@
 use std::{
     os::unix::process::CommandExt as _,
     process::{Child, Command, ExitStatus},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use nix::{
     errno::Errno,
-    sys::signal::{killpg, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal},
+    sys::signal::{killpg, Signal},
     unistd::Pid,
 };
 
 use crate::cmd;
-
-/// Set by Ctrl-C, SIGTERM or SIGHUP once [`catch_interrupts`] ran.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Ctrl-C, SIGTERM and SIGHUP make [`wait`] kill its child's group and return, instead of
+/// killing xtask and leaving a guest running in a group the terminal does not signal.
+pub use crate::interrupt::{catch as catch_interrupts, interrupted};
 
 /// How often a waiting loop looks at the child and the deadline.
 const POLL: Duration = Duration::from_millis(200);
@@ -32,29 +31,6 @@ pub enum Ending {
     TimedOut,
     /// Killed because xtask was interrupted.
     Interrupted,
-}
-
-extern "C" fn on_interrupt(_signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP make [`wait`] kill its child's group and return, instead of
-/// killing xtask and leaving a guest running in a group the terminal does not signal.
-pub fn catch_interrupts() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.with_context(|| format!("catching {signal}"))?;
-    }
-    Ok(())
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// Starts `command` as the leader of a new process group.

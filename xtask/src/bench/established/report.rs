@@ -493,14 +493,7 @@ mod tests {
         EstablishedReport {
             date: "2026-01-02T03:04:05Z".into(),
             elapsed: Duration::from_secs(99),
-            machine: Machine {
-                kernel: "6.18.44".into(),
-                cpus: 2,
-                cpu_model: "Test CPU".into(),
-                memory_kib: 24 * 1024 * 1024,
-                iptables: "iptables v1.8.9 (nf_tables)".into(),
-                load_average: "0.10 0.20 0.30".into(),
-            },
+            machine: Machine::example(),
             load_average_end: "1.00 2.00 3.00".into(),
             secs_per_run: 5,
             settings: json!({}),
