@@ -113,6 +113,23 @@ pub const KERNEL_SET: &[Chosen] = &[
         test: "ipv4_options_and_fragments_are_counted_right",
         scope: Scope::Kernel,
     },
+    // Hostile frames from scapy: IPv6 extension chains (the bounded loop each verifier must
+    // accept), IP lengths that lie, and a forged RST against the TCP sequence check.
+    Chosen {
+        binary: "hostile_icmp",
+        test: "long_ipv6_extension_chains_keep_their_transport_header",
+        scope: Scope::Kernel,
+    },
+    Chosen {
+        binary: "hostile_flows",
+        test: "lying_ip_lengths_are_malformed_once_and_never_flows",
+        scope: Scope::Kernel,
+    },
+    Chosen {
+        binary: "hostile_tcp",
+        test: "a_forged_reset_does_not_end_a_live_flow",
+        scope: Scope::Kernel,
+    },
 ];
 
 /// What the guests run.
