@@ -98,8 +98,11 @@ pub fn add_packet(stats: *mut FlowStats, side: u8, ip_bytes: u64, now: u64, tcp_
         add_u64(&raw mut (*stats).pkts[side], 1);
         add_u64(&raw mut (*stats).bytes[side], ip_bytes);
         (*stats).last_ns = now;
-        if tcp_flags != 0 {
-            fetch_or_u64(&raw mut (*stats).tcp_flags, tcp_flags as u64);
+        // A plain read first: the flags of an established connection are nearly always
+        // all there already, and an atomic OR would take the cache line for nothing.
+        let flags = tcp_flags as u64;
+        if flags != 0 && core::ptr::read_volatile(&raw const (*stats).tcp_flags) & flags != flags {
+            fetch_or_u64(&raw mut (*stats).tcp_flags, flags);
         }
     }
 }

@@ -32,6 +32,7 @@ use fwlog_common::{
 
 use crate::{
     entries::{add_packet, first_packet_stats, insert_flow},
+    fast_path::fast_path,
     maps::{
         count, may_be_tracked, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS,
         MAX_HEADER_OFFSET, PENDING_VERDICTS, SOCKETS, TENTATIVE,
@@ -103,7 +104,12 @@ fn track(ctx: &TcContext, seen: u8, link_header: usize) {
     // million), 1.8 s to load it. Passed through map memory from one function to the next,
     // with nothing else kept between them, every way arrives at the second the same and the
     // rest is checked once. (Two calls side by side, not nested: their stacks add up.)
-    if parse_packet(skb, scratch, seen as u64 | (link_header as u64) << 8) {
+    let seen_and_link = seen as u64 | (link_header as u64) << 8;
+    // Most packets take the short way (a flow already in the table, a new inbound one).
+    if fast_path(skb, scratch, seen_and_link) {
+        return;
+    }
+    if parse_packet(skb, scratch, seen_and_link) {
         count_parsed(skb, scratch, seen as u64);
     }
 }

@@ -10,6 +10,7 @@
 
 mod atomic;
 mod entries;
+mod fast_path;
 mod flow;
 mod liveness;
 mod maps;
