@@ -10,6 +10,9 @@
 //! programs never change a packet's fate: they return TC_ACT_UNSPEC (TCX_NEXT), whatever
 //! happens.
 //!
+//! With names on, the DNS questions the host sends are copied to the collector and remembered,
+//! and an answer is copied only when it matches one (`capture_dns`).
+//!
 //! Large values (parsed headers, keys, new flow stats) live in a per-CPU scratch map, not on
 //! the stack: eBPF has 512 bytes of stack for a whole call chain.
 
@@ -21,7 +24,7 @@ use aya_ebpf::{
 };
 use fwlog_common::{
     counters::{FRAGMENTS_UNMATCHED, LOST_EVENTS, MALFORMED_PACKETS},
-    dns::{DnsEvent, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
+    dns::{DnsEvent, DnsQuestionKey, DNS_CAPTURE as DNS_CAPTURE_BYTES, EVENT_KIND_DNS},
     flow::{FlowScratch, FragmentFlow, FragmentKey, SEEN_EGRESS, SEEN_INGRESS, SIDE_A, SIDE_B},
     packet::{
         is_icmp_error, parse_ip_into, parse_quoted_into, IpLayout, PacketReader, IPPROTO_TCP,
@@ -34,7 +37,7 @@ use crate::{
     entries::{add_packet, first_packet_stats, insert_flow},
     fast_path::fast_path,
     maps::{
-        count, may_be_tracked, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS,
+        count, may_be_tracked, submit_flags, DNS_QUESTIONS, EVENTS, FLOWS, FLOW_SCRATCH, FRAGMENTS,
         MAX_HEADER_OFFSET, PENDING_VERDICTS, SOCKETS, TENTATIVE,
     },
     proposal::{
@@ -175,13 +178,24 @@ fn count_parsed(skb: *mut __sk_buff, scratch: &mut FlowScratch, seen: u64) {
         count_later_fragment(scratch, ifindex, ip_bytes, now);
         return;
     }
-    if seen == SEEN_INGRESS
-        && scratch.packet.proto == IPPROTO_UDP
-        && scratch.packet.src_port == DNS_PORT
+    // Questions the host sends to port 53, and what comes back from it.
+    let dns_port = if seen == SEEN_INGRESS {
+        scratch.packet.src_port
+    } else {
+        scratch.packet.dst_port
+    };
+    if scratch.packet.proto == IPPROTO_UDP
+        && dns_port == DNS_PORT
         // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
         && unsafe { core::ptr::read_volatile(&DNS_CAPTURE) } != 0
     {
-        capture_dns(ctx, layout.l4_offset + 8, layout.ip_end);
+        capture_dns(
+            ctx,
+            scratch,
+            layout.l4_offset + 8,
+            layout.ip_end,
+            seen as u64,
+        );
     }
     if is_icmp_error(&scratch.packet) {
         // Counted to the flow it quotes, or to nothing: never a flow of its own.
@@ -394,12 +408,64 @@ fn start_outbound_flow(scratch: &mut FlowScratch, side: u8, ip_bytes: u64, now: 
     insert_flow(&scratch.key, &scratch.stats, side);
 }
 
-/// Copies a DNS response (UDP from port 53) to the collector, which keeps address → name:
-/// the datagram's payload, up to where the IP packet ends.
+/// Copies a DNS question the host sends (UDP to port 53) or an answer to one (UDP from port
+/// 53 whose reversed addresses, ports and id match a question in `DNS_QUESTIONS`) to the
+/// collector, which keeps address → name: the datagram's addresses and its payload, up to where
+/// the IP packet ends. An answer to no question is not copied (a spoofed flood of them costs
+/// the ring nothing).
 #[inline(never)]
-fn capture_dns(ctx: &TcContext, payload_offset: usize, ip_end: usize) {
+fn capture_dns(
+    ctx: &TcContext,
+    scratch: &FlowScratch,
+    payload_offset: usize,
+    ip_end: usize,
+    seen: u64,
+) {
+    let seen = seen as u8;
     let available = ip_end.saturating_sub(payload_offset);
     if available < DNS_HEADER {
+        return;
+    }
+    let packet = &scratch.packet;
+    let mut key = if seen == SEEN_EGRESS {
+        DnsQuestionKey {
+            local_addr: packet.src_addr,
+            remote_addr: packet.dst_addr,
+            local_port: packet.src_port,
+            remote_port: packet.dst_port,
+            id: [0; 2],
+            ip_version: packet.ip_version,
+            _pad: 0,
+        }
+    } else {
+        DnsQuestionKey {
+            local_addr: packet.dst_addr,
+            remote_addr: packet.src_addr,
+            local_port: packet.dst_port,
+            remote_port: packet.src_port,
+            id: [0; 2],
+            ip_version: packet.ip_version,
+            _pad: 0,
+        }
+    };
+    // SAFETY: two bytes into the key's own array; the helper checks the packet's bounds and
+    // fails instead.
+    if unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            payload_offset as u32,
+            (&raw mut key.id).cast(),
+            2,
+        )
+    } != 0
+    {
+        return;
+    }
+    if seen == SEEN_EGRESS {
+        // Full: the LRU forgets the oldest question, whose answer then names nothing.
+        let _ = DNS_QUESTIONS.insert(&key, &0, 0);
+    // SAFETY: only whether the key is there is used.
+    } else if unsafe { DNS_QUESTIONS.get(&key) }.is_none() {
         return;
     }
     let len = if available > DNS_CAPTURE_BYTES {
@@ -417,8 +483,10 @@ fn capture_dns(ctx: &TcContext, payload_offset: usize, ip_end: usize) {
     // the helper, which fails instead).
     let loaded = unsafe {
         (*event).kind = EVENT_KIND_DNS;
-        (*event)._pad = [0; 3];
+        (*event).seen = seen;
+        (*event)._pad = [0; 2];
         (*event).len = len as u32;
+        (*event).packet = *packet;
         bpf_skb_load_bytes(
             ctx.skb.skb.cast(),
             payload_offset as u32,

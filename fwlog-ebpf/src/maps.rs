@@ -7,6 +7,7 @@ use aya_ebpf::{
 };
 use fwlog_common::{
     counters::COUNTER_SLOTS,
+    dns::{DnsQuestionKey, DNS_QUESTION_SLOTS},
     flow::{
         FlowKey, FlowScratch, FlowStats, FragmentFlow, FragmentKey, NewFlow, PendingVerdict,
         PROPOSAL_SLOTS,
@@ -90,6 +91,12 @@ pub static PENDING_VERDICTS: LruHashMap<FlowKey, PendingVerdict> =
 /// First fragments' flows, so that later fragments (no ports) are counted to them.
 #[map]
 pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentFlow> = LruHashMap::with_max_entries(4096, 0);
+
+/// DNS questions the host sent (tc egress), so that tc ingress copies only the answers to
+/// them: an answer whose reversed addresses, ports and id find none is no name.
+#[map]
+pub static DNS_QUESTIONS: LruHashMap<DnsQuestionKey, u8> =
+    LruHashMap::with_max_entries(DNS_QUESTION_SLOTS, 0);
 
 /// Working memory of the tc programs, one per CPU.
 #[map]

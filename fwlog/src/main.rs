@@ -22,6 +22,7 @@ mod netns;
 mod output;
 mod pin_dir;
 mod preflight;
+mod printable;
 mod record;
 mod rtnl;
 mod session;

@@ -1,4 +1,6 @@
 //! `fwlog summary [FILE...]`: who knocked, who we called, which processes and ports, per hour.
+//! An input that cannot be read to its end is named in the report and on stderr, the others
+//! are counted all the same, and the exit status is 1.
 
 use std::{
     io::{self, Write as _},
@@ -9,13 +11,13 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     args::SummaryArgs,
-    settings,
+    printable, settings,
     summary::{
         input::Input,
         render::render_text,
         report::Report,
         tally::{Limits, Tally},
-        tally_lines, Selection,
+        tally_inputs, Selection,
     },
 };
 
@@ -49,13 +51,20 @@ pub fn run(args: SummaryArgs) -> Result<()> {
     };
 
     let mut tally = Tally::new(Limits::default());
-    for input in &inputs {
-        let mut reader = input.open()?;
-        tally_lines(&mut *reader, &mut tally, &selection)
-            .with_context(|| format!("reading {}", input.name()))?;
-    }
-    let names = inputs.iter().map(Input::name).collect();
-    let report = Report::new(&tally, names, (since, until), args.top);
+    let files = tally_inputs(&inputs, &mut tally, &selection);
+    let bad: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let error = file.error.as_ref()?;
+            Some(format!(
+                "{}: {} after {} lines",
+                printable::escaped(&file.name),
+                printable::escaped(error),
+                file.lines
+            ))
+        })
+        .collect();
+    let report = Report::new(&tally, files, (since, until), args.top);
 
     let mut stdout = io::stdout().lock();
     let written = if args.json {
@@ -67,9 +76,20 @@ pub fn run(args: SummaryArgs) -> Result<()> {
     };
     match written.and_then(|()| stdout.flush()) {
         // `fwlog summary | head` is not an error.
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.context("writing the summary to stdout"),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
+        result => result.context("writing the summary to stdout")?,
     }
+    // The report counts what could be read; the exit status says that some could not.
+    if !bad.is_empty() {
+        bail!(
+            "{} of {} inputs could not be read to the end (the summary counts their lines \
+             before that): {}",
+            bad.len(),
+            inputs.len(),
+            bad.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// The inputs named, or the default log (said on stderr) when none is.

@@ -227,8 +227,8 @@ impl Collector {
         while let Some(item) = ring.next() {
             match item.first() {
                 Some(&EVENT_KIND_DNS) => {
-                    if let Some(message) = DnsEvent::message(&item) {
-                        self.records.enricher.learn_dns(message);
+                    if let Some((packet, seen, message)) = DnsEvent::parse(&item) {
+                        self.records.enricher.learn_dns(&packet, seen, message);
                     }
                 }
                 Some(&EVENT_KIND_VERDICT) if self.verdicts => {

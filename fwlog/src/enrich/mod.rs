@@ -1,5 +1,5 @@
 //! What fwlog adds to an event beyond the packet: the process behind a local socket, host names
-//! learnt from DNS answers on the wire, and the Community ID flow hash.
+//! learnt from the answers to the host's DNS questions, and the Community ID flow hash.
 
 pub mod community_id;
 pub mod listener;
@@ -9,6 +9,7 @@ pub mod process;
 use fwlog_common::{
     event::{Action, VerdictEvent, VERDICT_HAS_PROCESS},
     flow::{FlowStats, SEEN_INGRESS},
+    packet::{PacketInfo, IPPROTO_UDP, PKT_HAS_PORTS},
     process::ProcessInfo,
 };
 
@@ -33,13 +34,26 @@ impl Enricher {
         }
     }
 
-    /// Learns address → name from a DNS response the tc program copied.
-    pub fn learn_dns(&mut self, message: &[u8]) {
-        self.names.learn(message);
+    /// Learns from a DNS question the host sent or an answer to one (`seen`), as tc copied it.
+    pub fn learn_dns(&mut self, packet: &PacketInfo, seen: u8, message: &[u8]) {
+        self.names.learn(packet, seen, message);
     }
 
     /// Extras for a verdict on `event`, whose connection is `connection`.
     pub fn verdict(&mut self, event: &VerdictEvent, connection: Option<&Connection>) -> Extras {
+        // A DNS answer the firewall refused teaches no name (tc copied it before the verdict).
+        let refused = matches!(
+            Action::from_u8(event.action),
+            Some(Action::Drop | Action::Reject)
+        );
+        let packet = &event.packet;
+        if refused
+            && packet.proto == IPPROTO_UDP
+            && packet.flags & PKT_HAS_PORTS != 0
+            && packet.src_port == names::DNS_PORT
+        {
+            self.names.dropped(&event.packet);
+        }
         let seen = (event.flags & VERDICT_HAS_PROCESS != 0).then_some(&event.process);
         let accepted_inbound =
             event.ifindex != 0 && Action::from_u8(event.action) == Some(Action::Accept);

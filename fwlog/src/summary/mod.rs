@@ -10,7 +10,7 @@ pub mod time;
 
 use std::io::{self, BufRead};
 
-use self::{tally::Tally, time::parse_timestamp_micros};
+use self::{input::Input, report::FileReport, tally::Tally, time::parse_timestamp_micros};
 use crate::{filter::Filter, log_line::LogLine};
 
 /// Which lines count: `--since` (inclusive) and `--until` (exclusive), in microseconds since
@@ -25,6 +25,38 @@ pub struct Selection {
 impl Selection {
     fn in_time_range(&self, at: i64) -> bool {
         self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at < until)
+    }
+}
+
+/// Counts each input into `tally`, one after the other: an input that cannot be opened or
+/// read to its end (a corrupt `.gz`, a vanished file) is reported with the lines it gave, and
+/// the others are counted all the same.
+pub fn tally_inputs(inputs: &[Input], tally: &mut Tally, selection: &Selection) -> Vec<FileReport> {
+    inputs
+        .iter()
+        .map(|input| tally_input(input.name(), || input.open(), tally, selection))
+        .collect()
+}
+
+/// [`tally_inputs`] for one input, opened by `open`.
+pub fn tally_input(
+    name: String,
+    open: impl FnOnce() -> anyhow::Result<Box<dyn BufRead>>,
+    tally: &mut Tally,
+    selection: &Selection,
+) -> FileReport {
+    let before = tally.lines;
+    let error = match open() {
+        Ok(mut reader) => tally_lines(&mut *reader, tally, selection)
+            .err()
+            .map(|error| error.to_string()),
+        Err(error) => Some(format!("{error:#}")),
+    };
+    FileReport {
+        name,
+        lines: tally.lines.read - before.read,
+        skipped: tally.lines.skipped - before.skipped,
+        error,
     }
 }
 

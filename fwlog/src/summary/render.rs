@@ -8,6 +8,7 @@ use super::{
     report::{Report, Table as ReportTable},
     time::table_time,
 };
+use crate::printable;
 
 /// Hours the text timeline shows (the most recent ones; `--json` has them all).
 pub const TIMELINE_HOURS_SHOWN: usize = 48;
@@ -169,7 +170,11 @@ pub fn render_text(report: &Report) -> String {
 
 fn header(text: &mut String, report: &Report) {
     let lines = &report.lines;
-    let _ = writeln!(text, "fwlog summary of {}", report.inputs.join(", "));
+    let _ = writeln!(
+        text,
+        "fwlog summary of {}",
+        printable::escaped(&report.inputs.join(", "))
+    );
     if let (Some(first), Some(last)) = (report.first_event, report.last_event) {
         let _ = writeln!(
             text,
@@ -195,6 +200,23 @@ fn header(text: &mut String, report: &Report) {
             "  {} lines skipped (not fwlog JSON lines)",
             lines.skipped
         );
+    }
+    // Per input, when there are several or one went wrong.
+    if report.files.len() > 1 || report.files.iter().any(|file| file.error.is_some()) {
+        for file in &report.files {
+            let name = printable::escaped(&file.name);
+            let _ = write!(text, "  {name}: {} lines", file.lines);
+            if file.skipped > 0 {
+                let _ = write!(text, " ({} skipped)", file.skipped);
+            }
+            match &file.error {
+                Some(error) => {
+                    let error = printable::escaped(error);
+                    let _ = writeln!(text, ", then UNREADABLE: {error} (the rest is not counted)");
+                }
+                None => text.push('\n'),
+            }
+        }
     }
     if lines.outside_time_range > 0 {
         let range = match (report.since, report.until) {
@@ -341,8 +363,10 @@ fn push_table(text: &mut String, header: &[&str], right_aligned: &[usize], rows:
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_header(header.iter().copied());
+    // Every cell may hold text from a log line (names from the wire, processes): escaped, so
+    // it cannot drive the terminal or break into rows of its own.
     for row in rows {
-        table.add_row(row);
+        table.add_row(row.iter().map(|cell| printable::escaped(cell).into_owned()));
     }
     for &index in right_aligned {
         if let Some(column) = table.column_mut(index) {

@@ -116,9 +116,24 @@ pub struct HostRow {
     pub events_lost: u64,
 }
 
+/// What one input gave: its lines, and why it stopped early if it did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    pub name: String,
+    /// Lines read from it (not blank), counted in the tables as any other.
+    pub lines: u64,
+    /// Of those, lines that were not fwlog JSON lines.
+    pub skipped: u64,
+    /// Why it could not be read (to the end): the lines before are counted, the rest not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub inputs: Vec<String>,
+    /// Per input, in the order named.
+    pub files: Vec<FileReport>,
     #[serde(serialize_with = "as_optional_rfc3339")]
     pub since: Option<i64>,
     #[serde(serialize_with = "as_optional_rfc3339")]
@@ -150,13 +165,14 @@ impl Report {
     /// The `top` rows of each table (the timeline keeps every hour).
     pub fn new(
         tally: &Tally,
-        inputs: Vec<String>,
+        files: Vec<FileReport>,
         window: (Option<i64>, Option<i64>),
         top: usize,
     ) -> Self {
         let hosts = &tally.hosts;
         Report {
-            inputs,
+            inputs: files.iter().map(|file| file.name.clone()).collect(),
+            files,
             since: window.0,
             until: window.1,
             lines: tally.lines,

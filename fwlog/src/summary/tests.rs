@@ -12,9 +12,9 @@ use flate2::{write::GzEncoder, Compression};
 use super::{
     input::{decompressed, Input},
     render::render_text,
-    report::Report,
+    report::{FileReport, Report},
     tally::{Limits, Tally},
-    tally_lines,
+    tally_input, tally_inputs, tally_lines,
     time::parse_timestamp_micros,
     Selection,
 };
@@ -58,7 +58,10 @@ fn report_of(bytes: Vec<u8>, selection: &Selection) -> Report {
     let tally = tally_of(bytes, selection, Limits::default());
     Report::new(
         &tally,
-        vec!["test".into()],
+        vec![FileReport {
+            name: "test".into(),
+            ..FileReport::default()
+        }],
         (selection.since, selection.until),
         10,
     )
@@ -401,4 +404,88 @@ fn one_host_gets_no_host_column() {
     let text = render_text(&report);
     assert!(!text.contains("hosts"), "{text}");
     assert!(!text.contains("Hosts"), "{text}");
+}
+
+#[test]
+fn a_corrupt_input_is_reported_and_the_others_still_count() {
+    let dir = std::env::temp_dir().join(format!("fwlog-summary-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("fw.jsonl");
+    let corrupt = dir.join("fw.jsonl.1.gz");
+    std::fs::write(&good, LOG).expect("write");
+    // A whole log compressed, then a run of its deflate stream overwritten mid-way.
+    let mut bytes = gzip(LOG.repeat(20).as_bytes());
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xa5);
+    std::fs::write(&corrupt, bytes).expect("write");
+    let inputs: Vec<Input> = [&corrupt, &dir.join("missing.jsonl"), &good]
+        .into_iter()
+        .map(|path| Input::from_arg(path))
+        .collect();
+
+    let mut tally = Tally::new(Limits::default());
+    let files = tally_inputs(&inputs, &mut tally, &Selection::default());
+    assert_eq!(files.len(), 3);
+    let (bad, missing, fine) = (&files[0], &files[1], &files[2]);
+    assert!(bad.error.is_some(), "{bad:?}");
+    assert!(bad.lines < 20 * 18, "stopped early: {bad:?}");
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("missing.jsonl")),
+        "{missing:?}"
+    );
+    assert_eq!(missing.lines, 0);
+    assert_eq!(
+        (fine.lines, fine.skipped, fine.error.as_deref()),
+        (18, 6, None)
+    );
+    // The good file is counted whole, after the bad ones.
+    assert_eq!(tally.lines.read, bad.lines + 18);
+
+    let report = Report::new(&tally, files, (None, None), 10);
+    let text = render_text(&report);
+    assert!(
+        text.contains(&format!("  {}: 18 lines (6 skipped)\n", good.display())),
+        "{text}"
+    );
+    assert!(text.contains(", then UNREADABLE: "), "{text}");
+    let json = serde_json::to_value(&report).expect("serialisable");
+    assert_eq!(json["files"][2]["lines"], 18);
+    assert!(json["files"][0]["error"].is_string());
+    assert!(json["files"][2].get("error").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn names_from_the_lines_cannot_drive_the_terminal_or_forge_rows() {
+    let hostile = "evil\\u001b]0;owned\\u0007\\u001b[2J\\n| 6.6.6.6 | 999 |\\u009b31m\\u202e";
+    let log = format!(
+        r#"{{"timestamp":"2026-11-25T09:00:00.000000Z","event_type":"verdict","action":"accept","direction":"outbound","proto":"tcp","src_ip":"192.0.2.10","src_port":1,"dest_ip":"198.51.100.4","dest_port":443,"dest_host":"{hostile}","process":{{"pid":1,"comm":"{hostile}","exe":"/x/{hostile}"}}}}
+{{"timestamp":"2026-11-25T09:00:01.000000Z","host":"{hostile}","event_type":"verdict","action":"drop","direction":"inbound","proto":"tcp","src_ip":"203.0.113.7","src_port":1,"dest_ip":"192.0.2.10","dest_port":22}}
+{{"timestamp":"2026-11-25T09:00:02.000000Z","host":"edge-1","event_type":"verdict","action":"drop","direction":"inbound","proto":"tcp","src_ip":"203.0.113.7","src_port":2,"dest_ip":"192.0.2.10","dest_port":22}}
+"#
+    );
+    let mut tally = Tally::new(Limits::default());
+    let file = tally_input(
+        "bad\u{1b}[2Jname".to_string(),
+        || Ok(decompressed(Cursor::new(log.into_bytes()))?),
+        &mut tally,
+        &Selection::default(),
+    );
+    assert_eq!((file.lines, file.skipped), (3, 0), "{file:?}");
+    let text = render_text(&Report::new(&tally, vec![file], (None, None), 10));
+    assert!(
+        !text
+            .chars()
+            .any(|c| c != '\n' && crate::printable::is_unsafe(c)),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("evil\\u{1b}]0;owned"),
+        "escaped, still there: {text}"
+    );
+    assert!(text.contains("bad\\u{1b}[2Jname"), "{text}");
+    assert!(!text.contains("\n| 6.6.6.6"), "no forged row: {text}");
 }

@@ -126,9 +126,10 @@ pub fn write_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
     }
 }
 
-/// Bytes a JSON string cannot hold as they are.
+/// Bytes a JSON string cannot hold as they are, and the start of every non-ASCII character
+/// (which may be one a terminal acts on: C1 controls, bidi overrides; see `printable`).
 fn needs_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
+    byte < 0x20 || byte == b'"' || byte == b'\\' || byte >= 0x7f
 }
 
 /// A JSON string, quoted and escaped.
@@ -144,8 +145,14 @@ pub fn write_escaped(out: &mut Vec<u8>, value: &str) {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            // Control characters JSON requires escaped, and those `printable` escapes for a
+            // terminal (DEL, C1, bidi and invisible ones): a line read with `cat` or shipped
+            // to syslog shows them as text.
+            c if crate::printable::is_unsafe(c) => {
+                let mut utf16 = [0u16; 2];
+                for unit in c.encode_utf16(&mut utf16) {
+                    let _ = write!(out, "\\u{:04x}", *unit);
+                }
             }
             c => {
                 let mut utf8 = [0u8; 4];
@@ -186,5 +193,9 @@ mod tests {
         assert_eq!(escaped("eth0"), "\"eth0\"");
         assert_eq!(escaped("naïve 名前"), "\"naïve 名前\"");
         assert_eq!(escaped("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\u000ad\\u0001\"");
+        assert_eq!(
+            escaped("\u{7f}\u{9b}31m\u{202e}\u{e0041}"),
+            "\"\\u007f\\u009b31m\\u202e\\udb40\\udc41\""
+        );
     }
 }

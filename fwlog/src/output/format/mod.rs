@@ -7,6 +7,9 @@ pub mod json_object;
 pub mod text;
 pub mod timestamp;
 
+#[cfg(test)]
+mod hostile_names;
+
 use crate::record::{FlowRecord, LossSite, StatsRecord, VerdictRecord};
 
 /// Appends one line (or nothing) per call to `out`; the caller writes `out` once per batch.

@@ -10,8 +10,9 @@
 //! but text merged from several named hosts needs it, as syslog's lines carry theirs), action (`flow` for a flow that ended), the
 //! direction as an arrow (`↓` inbound, `↑` outbound, `→` forwarded), protocol, client → server,
 //! interface (`-` when unknown), then `key=value` extras. A flow's `pkts=` and `bytes=` are
-//! "to the server/to the client". Names from outside (interfaces, processes, hosts) have their
-//! control characters replaced, so a line cannot move the cursor or recolour the terminal.
+//! "to the server/to the client". Names from outside (interfaces, processes, hosts) are
+//! escaped (`printable`: control and formatting characters, backslashes, spaces), so a line
+//! cannot move the cursor, recolour the terminal, break in two or add `key=value` words.
 
 use std::{fmt::Write as _, io::Write as _};
 
@@ -303,9 +304,9 @@ fn endpoint(text: &mut String, address: std::net::IpAddr, port: Option<u16>) {
     };
 }
 
-/// `value` with control characters (escape sequences, newlines) shown as `?`.
+/// `value` escaped (`printable`): control and formatting characters, backslashes and spaces.
 fn push_clean(text: &mut String, value: &str) {
-    text.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+    crate::printable::push_escaped_word(text, value);
 }
 
 #[cfg(test)]

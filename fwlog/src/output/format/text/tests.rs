@@ -105,7 +105,7 @@ fn counters_and_names_from_outside() {
     let mut record = inbound_verdict(&event, &extras);
     record.in_iface = Some("evil\x1b[2J");
     let line = text(|w, out| w.verdict(out, &record), false);
-    assert!(line.contains(" evil?[2J "), "{line}");
+    assert!(line.contains(" evil\\u{1b}[2J "), "{line}");
 }
 
 #[test]
@@ -119,4 +119,33 @@ fn a_named_host_follows_the_time() {
         String::from_utf8(out).expect("UTF-8"),
         "07:09:10.123 edge-1 drop   ↓ tcp         203.0.113.7:51234 → 192.0.2.10:22         wlan0    len=60 flags=S\n"
     );
+}
+
+/// What a hostile peer (a DNS name) or process (its comm) could put in a line: a terminal
+/// title, a screen clear, a forged second line, a bidi override, extra `key=value` words.
+pub const HOSTILE: &str = "x\x1b]0;owned\x07\x1b[2J\n07:09:10.123 accept \u{202e}gnp user=root";
+
+#[test]
+fn names_from_the_wire_and_processes_are_escaped() {
+    let (key, stats) = outbound_tcp_flow();
+    let mut extras = curl_extras();
+    if let Some(process) = &mut extras.process {
+        process.comm = HOSTILE.to_string();
+    }
+    extras.dest_host = Some(HOSTILE.into());
+    let line = text(
+        |w, out| w.flow(out, &outbound_flow(&key, &stats, &extras)),
+        false,
+    );
+    assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+    assert!(
+        !line.trim_end().chars().any(crate::printable::is_unsafe),
+        "{line:?}"
+    );
+    let escaped = "x\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{a}07:09:10.123\\u{20}accept\\u{20}\\u{202e}gnp\\u{20}user=root";
+    assert!(
+        line.contains(&format!(" {escaped}[1234] user=alice")),
+        "{line}"
+    );
+    assert!(line.ends_with(&format!(" dest_host={escaped}\n")), "{line}");
 }
