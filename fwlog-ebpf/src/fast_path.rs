@@ -73,7 +73,10 @@ pub fn fast_path(skb: *mut __sk_buff, scratch: &mut FlowScratch, seen_and_link: 
     let (skb_len, ifindex, from_elsewhere) =
         unsafe { ((*skb).len as usize, (*skb).ifindex, (*skb).ingress_ifindex) };
     let available = skb_len.saturating_sub(l3);
-    let Some(first) = direct::<1>(data, data_end, l3) else {
+    // The smallest IP header, not one byte: with N = 1 the compiler turns the bound check into
+    // `data_end > start`, after which the verifier (6.18) grants no byte at `start` and refuses
+    // flow_ingress_l3 (offset 0). A shorter packet goes the whole way.
+    let Some(first) = direct::<IPV4_HEADER>(data, data_end, l3) else {
         return false;
     };
     let packet = &mut scratch.packet;
