@@ -29,7 +29,9 @@ fn connect(
         client.enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))??;
     let server = std::thread::spawn(move || -> Result<usize> {
         let (mut conn, _) = listener.accept()?;
-        conn.set_read_timeout(Some(Duration::from_secs(15)))?;
+        // Patient: under emulation the scapy script alone can outlast 15 s (the server then
+        // closed, and the client's shutdown failed with ENOTCONN on 6.1 in qemu).
+        conn.set_read_timeout(Some(fwlog_tests::patient(Duration::from_secs(15))))?;
         let mut total = 0;
         let mut buffer = vec![0u8; 65536];
         loop {

@@ -91,7 +91,9 @@ pub fn rows(run: &GuestRun, plans: &[BackendPlan]) -> Vec<Row> {
 }
 
 fn fill(row: &mut Row, run: &GuestRun, report: &GuestReport, expected: &[Selected]) {
-    if let Some(ending) = &run.ending {
+    // A guest whose tests failed exits 1 after finishing: only one that stopped half-way is a
+    // problem of every backend's row.
+    if let (Some(ending), false) = (&run.ending, report.finished) {
         row.problems.push(format!(
             "the guest did not finish: {ending}; see {}",
             run.dir.join("console.log").display()
