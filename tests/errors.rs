@@ -217,6 +217,17 @@ const BPF_MAP_CREATE: u32 = 0;
 /// Installs a classic-BPF seccomp filter: bpf(`command`, ...) → EINVAL, everything else
 /// allowed.
 fn refuse_bpf_command(command: u32) -> std::io::Result<()> {
+    fail_bpf(Some(command), libc::EINVAL)
+}
+
+/// Installs a classic-BPF seccomp filter: bpf() → ENOSYS, everything else allowed.
+fn deny_bpf_syscall() -> std::io::Result<()> {
+    fail_bpf(None, libc::ENOSYS)
+}
+
+/// A seccomp filter that fails bpf() with `errno` (only for `command`, bpf's first argument,
+/// when given) and allows everything else.
+fn fail_bpf(command: Option<u32>, errno: i32) -> std::io::Result<()> {
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
     const ARCH_OFFSET: u32 = 4; // struct seccomp_data { int nr; __u32 arch; u64 ip; u64 args[6]; }
     const ARG0_OFFSET: u32 = 16; // the low half of args[0] (little-endian)
@@ -234,51 +245,33 @@ fn refuse_bpf_command(command: u32) -> std::io::Result<()> {
     };
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
-    let mut filter = [
-        stmt(load, ARCH_OFFSET),
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(load, 0),
-        jeq(libc::SYS_bpf as u32, 0, 3),
-        stmt(load, ARG0_OFFSET),
-        jeq(command, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    install_seccomp(&mut filter)
+    // Built on the stack: this runs between fork and exec, where allocating is not safe.
+    let allow = stmt(ret, libc::SECCOMP_RET_ALLOW);
+    let mut filter = [allow; 9];
+    let mut len = 0;
+    let mut push = |instruction| {
+        filter[len] = instruction;
+        len += 1;
+    };
+    push(stmt(load, ARCH_OFFSET));
+    push(jeq(AUDIT_ARCH_X86_64, 1, 0));
+    push(allow);
+    push(stmt(load, 0));
+    // Not bpf(): on to the last instruction (allow), past the command's check if there is one.
+    push(jeq(
+        libc::SYS_bpf as u32,
+        0,
+        if command.is_some() { 3 } else { 1 },
+    ));
+    if let Some(command) = command {
+        push(stmt(load, ARG0_OFFSET));
+        push(jeq(command, 0, 1));
+    }
+    push(stmt(ret, libc::SECCOMP_RET_ERRNO | errno as u32));
+    push(allow);
+    install_seccomp(&mut filter[..len])
 }
 
-/// Installs a classic-BPF seccomp filter: bpf() → ENOSYS, everything else allowed.
-fn deny_bpf_syscall() -> std::io::Result<()> {
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const ARCH_OFFSET: u32 = 4; // struct seccomp_data { int nr; __u32 arch; ... }
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let ret = libc::BPF_RET | libc::BPF_K;
-    let mut filter = [
-        stmt(load, ARCH_OFFSET),
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(load, 0),
-        jeq(libc::SYS_bpf as u32, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    install_seccomp(&mut filter)
-}
-
-/// Installs `filter` as this process's seccomp filter (after fork, before exec).
 fn install_seccomp(filter: &mut [libc::sock_filter]) -> std::io::Result<()> {
     let program = libc::sock_fprog {
         len: filter.len() as u16,
