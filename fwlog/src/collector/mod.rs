@@ -94,6 +94,9 @@ pub struct CollectorOptions {
     pub exporter: Option<IpfixExporter>,
 }
 
+/// Bytes of lines the collector formats before it writes them (and the batch's capacity).
+const BATCH_BYTES: usize = 256 << 10;
+
 pub struct Collector {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
@@ -135,7 +138,7 @@ impl Collector {
             ring,
             counters,
             outputs,
-            batch: Batch::with_capacity(1 << 20),
+            batch: Batch::with_capacity(BATCH_BYTES + (16 << 10)),
             writer: options.writer,
             filter: options.filter,
             records: RecordBuilder::new(Enricher::new(options.name_processes)),
@@ -220,8 +223,22 @@ impl Collector {
         Ok(self.totals)
     }
 
-    /// Formats every event in the ring buffer, then writes them in one go.
+    /// Formats every event in the ring buffer, writing every [`BATCH_BYTES`] of lines (a flood
+    /// refills the ring while it is read: one write at the end would wait for the flood's end,
+    /// and hold all of it in memory).
     fn drain(&mut self) -> Result<()> {
+        while self.drain_batch() {
+            self.write_ended_flows();
+            self.flush();
+        }
+        self.write_ended_flows();
+        self.flush();
+        Ok(())
+    }
+
+    /// Formats events from the ring buffer until it is empty (false) or the batch holds
+    /// [`BATCH_BYTES`] (true).
+    fn drain_batch(&mut self) -> bool {
         self.records.clock.refresh();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
@@ -256,10 +273,12 @@ impl Collector {
                     }
                 }
             }
+            drop(item);
+            if self.batch.bytes.len() >= BATCH_BYTES {
+                return true;
+            }
         }
-        self.write_ended_flows();
-        self.flush();
-        Ok(())
+        false
     }
 
     fn write_ended_flows(&mut self) {

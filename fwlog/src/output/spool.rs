@@ -106,16 +106,29 @@ impl Spool {
         self.pending.is_empty() && self.unreported == 0
     }
 
-    /// Queues `batch` (first a `lost` line made by `lost_line` for the events dropped so far,
-    /// if any) as far as it fits, whole lines; counts the events of the lines that do not fit.
-    /// Then writes if a write is due.
+    /// Hands `batch` to the sink, straight from the batch when nothing waits and no back-off
+    /// holds (the usual case: no copy, and a batch of any size goes out whole); queues what
+    /// the sink did not take (first a `lost` line made by `lost_line` for the events dropped
+    /// so far, if any) as far as it fits, whole lines, and counts the events of the lines that
+    /// do not fit. Then writes if a write is due.
     pub fn push(&mut self, batch: &Batch, now: Instant, lost_line: impl FnOnce(&mut Vec<u8>, u64)) {
+        let mut taken = 0;
+        if self.pending.is_empty() && self.unreported == 0 && self.may_write(now, false) {
+            let written = self.sink.write_lines(&batch.bytes);
+            taken = written.bytes.min(batch.bytes.len());
+            self.base += taken as u64;
+            self.after_write(written.bytes, written.error, now);
+            if taken == batch.bytes.len() {
+                return;
+            }
+        }
+        let ends = &batch.ends[batch.ends.partition_point(|&(end, _)| end <= taken)..];
         let mut room = MAX_PENDING.saturating_sub(self.pending.len());
         if self.unreported > 0 {
             let mut line = Vec::new();
             lost_line(&mut line, self.unreported);
             if line.len() <= room {
-                self.append(&line, &[(line.len(), false)]);
+                self.append(&line, [(line.len(), false)]);
                 self.unreported = 0;
                 room -= line.len();
             } else {
@@ -123,31 +136,41 @@ impl Spool {
                 room = 0;
             }
         }
-        let fitting = batch.ends.partition_point(|&(end, _)| end <= room);
-        let kept = fitting.checked_sub(1).map_or(0, |last| batch.ends[last].0);
-        self.append(&batch.bytes[..kept], &batch.ends[..fitting]);
-        let dropped = batch.ends[fitting..]
-            .iter()
-            .filter(|(_, event)| *event)
-            .count() as u64;
+        // A line the sink took the start of is kept whole, whatever the room: never half a line.
+        let started = usize::from(taken > 0 && !ends.is_empty() && !ends_a_line(batch, taken));
+        let fitting = (started + ends[started..].partition_point(|&(end, _)| end - taken <= room))
+            .min(ends.len());
+        let kept = fitting.checked_sub(1).map_or(taken, |last| ends[last].0);
+        self.append(
+            &batch.bytes[taken..kept],
+            ends[..fitting]
+                .iter()
+                .map(|&(end, event)| (end - taken, event)),
+        );
+        let dropped = ends[fitting..].iter().filter(|(_, event)| *event).count() as u64;
         self.unreported += dropped;
         self.lost += dropped;
         self.write(now, false);
     }
 
-    fn append(&mut self, bytes: &[u8], ends: &[(usize, bool)]) {
+    fn append(&mut self, bytes: &[u8], ends: impl IntoIterator<Item = (usize, bool)>) {
         let start = self.base + self.pending.len() as u64;
         self.pending.extend_from_slice(bytes);
-        self.lines
-            .extend(ends.iter().map(|&(end, event)| (start + end as u64, event)));
+        self.lines.extend(
+            ends.into_iter()
+                .map(|(end, event)| (start + end as u64, event)),
+        );
+    }
+
+    /// Whether a write may be tried now: the sink is open and no back-off holds (`force`
+    /// ignores the back-off).
+    fn may_write(&self, now: Instant, force: bool) -> bool {
+        !self.sink.closed() && (force || self.retry_at.is_none_or(|at| now >= at))
     }
 
     /// Hands what is pending to the sink, unless the back-off says wait (`force` ignores it).
     pub fn write(&mut self, now: Instant, force: bool) {
-        if self.pending.is_empty() || self.sink.closed() {
-            return;
-        }
-        if !force && self.retry_at.is_some_and(|at| now < at) {
+        if self.pending.is_empty() || !self.may_write(now, force) {
             return;
         }
         let written = self.sink.write_lines(&self.pending);
@@ -156,7 +179,13 @@ impl Spool {
         while self.lines.front().is_some_and(|&(end, _)| end <= self.base) {
             self.lines.pop_front();
         }
-        match written.error {
+        self.after_write(written.bytes, written.error, now);
+    }
+
+    /// Notes a write's outcome: says when the sink starts or stops failing, and sets the
+    /// back-off after a failure (short again when the failed write still took bytes).
+    fn after_write(&mut self, bytes: usize, error: Option<std::io::Error>, now: Instant) {
+        match error {
             None => {
                 if self.failing {
                     say(&format!("fwlog: writing to {} again", self.sink.name()));
@@ -176,7 +205,7 @@ impl Spool {
                     ));
                 }
                 self.failing = true;
-                self.delay = if written.bytes > 0 {
+                self.delay = if bytes > 0 {
                     FIRST_RETRY
                 } else {
                     (self.delay * 2).min(LAST_RETRY)
@@ -194,6 +223,15 @@ impl Spool {
         self.pending.clear();
         self.lines.clear();
     }
+}
+
+/// Whether `at` bytes into `batch` is the end of one of its lines (or its start).
+fn ends_a_line(batch: &Batch, at: usize) -> bool {
+    at == 0
+        || batch
+            .ends
+            .binary_search_by_key(&at, |&(end, _)| end)
+            .is_ok()
 }
 
 /// A message on stderr that may itself fail (stderr on a full disk): never a panic.
@@ -288,6 +326,35 @@ mod tests {
             ]
         );
         assert_eq!(spool.lost(), 7);
+    }
+
+    #[test]
+    fn a_working_sink_takes_a_batch_larger_than_the_spool_whole() {
+        let sink = Flaky::default();
+        *sink.room.borrow_mut() = usize::MAX;
+        let mut spool = Spool::new(Box::new(sink.clone()));
+        let events = 2 * MAX_PENDING / LINE;
+        spool.push(&batch(0, events), Instant::now(), |_, _| unreachable!());
+        assert_eq!(sink.taken.borrow().len(), events * LINE);
+        assert_eq!(spool.lost(), 0);
+        assert!(spool.all_written());
+    }
+
+    #[test]
+    fn what_a_sink_leaves_of_a_batch_waits_for_the_retry() {
+        let sink = Flaky::default();
+        *sink.room.borrow_mut() = 2 * LINE;
+        let mut spool = Spool::new(Box::new(sink.clone()));
+        let now = Instant::now();
+        spool.push(&batch(0, 5), now, |_, _| unreachable!());
+        assert_eq!(sink.taken.borrow().len(), 2 * LINE);
+        assert_eq!((spool.lines.len(), spool.pending.len()), (3, 3 * LINE));
+        *sink.room.borrow_mut() = usize::MAX;
+        spool.write(now + LAST_RETRY, false);
+        let text = String::from_utf8(sink.taken.borrow().clone()).expect("UTF-8");
+        let expected: String = (0..5).map(|n| format!("event {n:07}\n")).collect();
+        assert_eq!(text, expected);
+        assert_eq!(spool.lost(), 0);
     }
 
     #[test]
