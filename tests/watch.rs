@@ -355,3 +355,53 @@ fn every_program_is_verified_well_inside_the_kernels_limit() -> Result<()> {
     assert!(fwlog.stop(nix::sys::signal::Signal::SIGINT)?.success());
     Ok(())
 }
+
+/// Each CPU writes its verdicts into a ring of its own: traffic sent from CPU 0 and from CPU 1
+/// (taskset; a veth delivers a packet on the CPU that sent it) is logged whole, so the
+/// collector reads every CPU's ring, not only the first.
+#[test]
+fn verdicts_from_each_cpu_are_logged() -> Result<()> {
+    const PER_CPU: usize = 20;
+    let cpus = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(
+        cpus >= 2,
+        "this test sends from two CPUs and the machine has {cpus}"
+    );
+    let net = TestNet::new()?;
+    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if])?;
+    for cpu in 0..2u16 {
+        // A new socket per datagram (bash's /dev/udp), so each one is a new connection.
+        let script = format!(
+            "for i in $(seq {PER_CPU}); do echo x > /dev/udp/{HOST_V4}/{}; done",
+            7100 + cpu
+        );
+        net.peer
+            .output("taskset", &["-c", &cpu.to_string(), "bash", "-c", &script])?;
+    }
+    let events = fwlog.collect_events(Duration::from_secs(2));
+    for cpu in 0..2u16 {
+        let logged = events
+            .iter()
+            .filter(|e| {
+                is(
+                    e,
+                    &[
+                        ("event_type", "verdict".into()),
+                        ("action", "drop".into()),
+                        ("proto", "udp".into()),
+                        ("dest_port", (7100 + cpu).into()),
+                    ],
+                )
+            })
+            .count();
+        assert_eq!(logged, PER_CPU, "datagrams sent from CPU {cpu}");
+    }
+    // And they came through each CPU's own ring: the collector has read from both.
+    let pid = fwlog.pid().context("fwlog is running")?;
+    for cpu in 0..2 {
+        let ring = kernel_maps::map_of(pid, &format!("events_cpu{cpu}"))?;
+        let consumed = kernel_maps::ring_consumed(&ring)?;
+        assert!(consumed > 0, "nothing was read from CPU {cpu}'s ring");
+    }
+    Ok(())
+}

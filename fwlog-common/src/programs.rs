@@ -2,8 +2,11 @@
 
 use crate::event::{Action, CtState};
 
-/// Ring buffer carrying every event to the collector.
+/// Ring buffer carrying every event but the verdicts (DNS answers, ended flows) to the
+/// collector.
 pub const EVENTS_MAP: &str = "EVENTS";
+/// Array of maps: each CPU's ring buffer of verdict events, at the CPU's number.
+pub const EVENT_RINGS_MAP: &str = "EVENT_RINGS";
 /// Per-CPU `u64` counters, indexed by [`crate::counters`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// The flow table: [`crate::flow::FlowKey`] → [`crate::flow::FlowStats`] (LRU).
@@ -13,7 +16,7 @@ pub const NEW_FLOW_MAP: &str = "NEW_FLOW";
 /// One [`crate::flow_filter::FlowFilter`], memory-mapped by the collector: tracked flows per
 /// hash slot.
 pub const FLOW_FILTER_MAP: &str = "FLOW_FILTER";
-/// Global (`u64`): bytes waiting in the ring at which a submit wakes the collector.
+/// Global (`u64`): bytes waiting in a ring at which a submit wakes the collector.
 pub const RING_WAKE_GLOBAL: &str = "RING_WAKE_BYTES";
 /// Global (`u8`): 1 when the flow table is in use, so the verdict programs update it.
 pub const FLOW_TRACKING_GLOBAL: &str = "FLOW_TRACKING";

@@ -2,7 +2,9 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    macros::map,
+    btf_maps::{self, ArrayOfMaps},
+    helpers::{bpf_get_smp_processor_id, generated::bpf_ringbuf_query},
+    macros::{btf_map, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use fwlog_common::{
@@ -21,9 +23,38 @@ const DEFAULT_RING_BYTES: u32 = 16 << 20;
 /// Default flow-table size; `fwlog watch --flow-table-size` overrides it at load time.
 const DEFAULT_FLOWS: u32 = 65_536;
 
-/// Every event, in the order the kernel produced them, to the collector.
+/// The events that are not verdicts (DNS answers, ended flows), in the order the kernel
+/// produced them, to the collector. Verdicts go to their CPU's ring in [`EVENT_RINGS`]; the
+/// collector reads those first and this one after, so every DNS answer committed before a
+/// verdict is learnt before that verdict's record is built (see fwlog's `collector`).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// The size of the inner ring the object declares for [`EVENT_RINGS`]. The kernel checks an
+/// inner map against it by type, key and value size and flags only (kernel/bpf/map_in_map.c,
+/// `bpf_map_meta_equal`, which ringbuf.c uses), so the user side's rings may be any size.
+const CPU_RING_TEMPLATE_BYTES: usize = 4096;
+
+/// A CPU's ring of verdict events.
+pub type CpuRing = btf_maps::RingBuf<u8, CPU_RING_TEMPLATE_BYTES>;
+
+/// The most CPUs the object declares rings for; the user side sets the number of possible
+/// CPUs at load time.
+const MAX_CPU_RINGS: usize = 4096;
+
+/// One ring of verdict events per CPU (index: the CPU's number), filled by the user side
+/// before any program runs: one ring shared by every CPU makes them queue on its spinlock
+/// (kernel/bpf/ringbuf.c, `__bpf_ringbuf_reserve`) under a flood.
+#[btf_map]
+pub static EVENT_RINGS: ArrayOfMaps<CpuRing, MAX_CPU_RINGS> = ArrayOfMaps::new();
+
+/// This CPU's ring of verdict events, if the user side put one there (it always does).
+#[inline(always)]
+pub fn cpu_ring() -> Option<&'static CpuRing> {
+    // SAFETY: the helper takes no arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    EVENT_RINGS.get(cpu)
+}
 
 /// Per-CPU counters; indexes in `fwlog_common::counters`.
 #[map]
@@ -160,15 +191,20 @@ pub fn forget(value: usize) -> usize {
     forgotten.min(MAX_HEADER_OFFSET)
 }
 
-/// Records submitted on this CPU, counted down to the next look at the ring's fill level.
+/// Records submitted on this CPU, counted down to the next look at the ring's fill level: slot
+/// [`CPU_RING_CHECK`] for this CPU's ring, [`SHARED_RING_CHECK`] for [`EVENTS`].
 #[map]
-static SUBMITS_TO_CHECK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static SUBMITS_TO_CHECK: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+const CPU_RING_CHECK: u32 = 0;
+const SHARED_RING_CHECK: u32 = 1;
 
 /// Each CPU looks at how full the ring is once per this many records it submits.
 const SUBMITS_PER_CHECK: u64 = 1024;
 
-/// Bytes waiting in the ring from which a check wakes the collector: an eighth of the ring. The
-/// user side sets it at load time with the ring's size.
+/// Bytes waiting in a ring from which a check wakes the collector: an eighth of the ring (each
+/// CPU's ring and [`EVENTS`] have the same size). The user side sets it at load time with the
+/// rings' size.
 #[no_mangle]
 static RING_WAKE_BYTES: u64 = (DEFAULT_RING_BYTES / 8) as u64;
 
@@ -182,6 +218,23 @@ pub fn count(index: u32) {
     }
 }
 
+/// Flags for submitting a record to this CPU's ring `ring` (see [`submit_flags`]).
+#[inline(always)]
+pub fn cpu_ring_submit_flags(ring: &CpuRing) -> u64 {
+    submit_flags_of(core::ptr::from_ref(ring).cast_mut().cast(), CPU_RING_CHECK)
+}
+
+/// Flags for submitting a record to [`EVENTS`] (see [`submit_flags_of`]).
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    // The map's own address (aya-ebpf's map types are `repr(transparent)` over the definition
+    // the loader relocates).
+    submit_flags_of(
+        core::ptr::addr_of!(EVENTS) as *mut core::ffi::c_void,
+        SHARED_RING_CHECK,
+    )
+}
+
 /// Flags for submitting a ring-buffer record: wake the collector only when a CPU's check, once
 /// per [`SUBMITS_PER_CHECK`] of its records, finds the ring an eighth full. A wakeup costs a
 /// self-IPI (irq_work, a VM exit on virtual machines): one per record was most of the per-flow
@@ -191,9 +244,11 @@ pub fn count(index: u32) {
 /// helper call that reads both ends' positions, hence once per check, not per record. The
 /// collector also reads the ring on its own timer (every 20 ms), so a wakeup that is not sent
 /// delays records, never loses them.
+///
+/// `ring` is a ring buffer map, `check` the slot of [`SUBMITS_TO_CHECK`] that counts for it.
 #[inline(always)]
-pub fn submit_flags() -> u64 {
-    let Some(to_check) = SUBMITS_TO_CHECK.get_ptr_mut(0) else {
+fn submit_flags_of(ring: *mut core::ffi::c_void, check: u32) -> u64 {
+    let Some(to_check) = SUBMITS_TO_CHECK.get_ptr_mut(check) else {
         return BPF_RB_NO_WAKEUP as u64;
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
@@ -204,7 +259,8 @@ pub fn submit_flags() -> u64 {
         }
         *to_check = SUBMITS_PER_CHECK - 1;
     }
-    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    // SAFETY: `ring` is a ring buffer map's address, which the helper takes.
+    let pending = unsafe { bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA as u64) };
     // SAFETY: a global the loader sets; read volatile so it is not folded at build time.
     if pending < unsafe { core::ptr::read_volatile(&RING_WAKE_BYTES) } {
         BPF_RB_NO_WAKEUP as u64

@@ -28,7 +28,7 @@ use fwlog_common::tcp_seq::{tcp_segment, TcpSegment};
 use crate::{
     entries::{first_packet_stats, same_key},
     maps::{
-        count, filter_count_out, submit_flags, EVENTS, FLOWS, FLOW_SCRATCH, NEW_FLOW,
+        count, cpu_ring, cpu_ring_submit_flags, filter_count_out, FLOWS, FLOW_SCRATCH, NEW_FLOW,
         PENDING_VERDICTS, SOCKETS, TENTATIVE,
     },
     memory::zero_words,
@@ -103,8 +103,9 @@ fn record<R: 'static, const OUTPUT: bool>(
 ) -> i64 {
     // SAFETY: a global the loader may set; read volatile so it is not folded at build time.
     let flow_tracking = unsafe { core::ptr::read_volatile(&FLOW_TRACKING) } != 0;
-    match EVENTS.reserve::<R>(0) {
-        Some(mut entry) => {
+    let ring = cpu_ring();
+    match ring.and_then(|ring| ring.reserve_untyped::<R>(0).map(|entry| (ring, entry))) {
+        Some((ring, mut entry)) => {
             // Built in place in the ring buffer: a copy would not fit the 512-byte eBPF stack
             // next to the parser. Only the fields within `R` are touched (the socket part only
             // when OUTPUT, whose record is whole), through raw places, never a reference to
@@ -123,7 +124,7 @@ fn record<R: 'static, const OUTPUT: bool>(
             unsafe {
                 (*event).timestamp_ns = seen_at_tc.unwrap_or_else(|| bpf_ktime_get_boot_ns());
             }
-            entry.submit(submit_flags());
+            entry.submit(cpu_ring_submit_flags(ring));
             count(VERDICT_EVENTS);
         }
         None => {

@@ -23,6 +23,7 @@ enum Kind {
 fn names_looked_up() -> Vec<(&'static str, Kind)> {
     let mut names = vec![
         (EVENTS_MAP, Kind::Map),
+        (EVENT_RINGS_MAP, Kind::Map),
         (COUNTERS_MAP, Kind::Map),
         (FLOWS_MAP, Kind::Map),
         (NEW_FLOW_MAP, Kind::Map),

@@ -16,6 +16,11 @@ pub fn ring_buffer() -> Result<bool> {
     is_map_supported(MapType::RingBuf).context("asking the kernel for BPF ring buffers")
 }
 
+/// Arrays of maps (Linux 4.12), which hold each CPU's ring buffer of verdicts.
+pub fn map_in_map() -> Result<bool> {
+    is_map_supported(MapType::ArrayOfMaps).context("asking the kernel for BPF arrays of maps")
+}
+
 /// `bpf_ktime_get_boot_ns` (Linux 5.8) for the programs of `program_type`: every record's
 /// timestamp.
 pub fn boot_clock(program_type: ProgramType) -> Result<bool> {

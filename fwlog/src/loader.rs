@@ -19,18 +19,20 @@ use fwlog_common::{
     event::{Action, CtState},
     flow::flow_table_entries,
     programs::{
-        verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, FLOWS_MAP, FLOW_FILTER_MAP,
-        FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS, RING_WAKE_GLOBAL,
+        verdict_program, COUNTERS_MAP, DNS_CAPTURE_GLOBAL, EVENTS_MAP, EVENT_RINGS_MAP, FLOWS_MAP,
+        FLOW_FILTER_MAP, FLOW_TRACKING_GLOBAL, NETNS_ALIVE_PROGRAM, PROCESS_PROGRAMS,
+        RING_WAKE_GLOBAL,
     },
 };
 
-use crate::pin_dir::NETNS_LINK_PIN;
+use crate::{cpu_rings, pin_dir::NETNS_LINK_PIN};
 
 /// The object built from fwlog-ebpf by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fwlog"));
 
 /// Sizes chosen on the command line.
 pub struct LoadOptions {
+    /// The size of each ring buffer: the shared one and each CPU's.
     pub ring_bytes: u32,
     /// `Some(entries)`: keep the flow table (tc programs) with that many entries.
     pub flow_table: Option<u32>,
@@ -47,9 +49,11 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     let flow_tracking = u8::from(options.flow_table.is_some());
     let dns_capture = u8::from(options.dns && options.flow_table.is_some());
     let ring_wake_bytes = u64::from(options.ring_bytes / 8);
+    let cpus = cpu_rings::possible_cpus()?;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(EVENTS_MAP, options.ring_bytes)
+        .map_max_entries(EVENT_RINGS_MAP, cpus)
         .override_global(aya_log::LEVEL, &kernel_log_level, false)
         .override_global(RING_WAKE_GLOBAL, &ring_wake_bytes, true)
         .override_global(FLOW_TRACKING_GLOBAL, &flow_tracking, true)
@@ -57,14 +61,12 @@ pub fn load(options: &LoadOptions) -> Result<Ebpf> {
     if let Some(flows) = options.flow_table {
         // One LRU for all CPUs, with room for the free entries each CPU may hold back, so it
         // holds `flows` in all before the kernel evicts any.
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?
-            as u32;
         loader.map_max_entries(FLOWS_MAP, flow_table_entries(flows, cpus));
     }
     let mut ebpf = loader.load(EBPF_OBJECT).context(
         "loading fwlog's eBPF object (does this kernel have BPF, BTF and ring buffers?)",
     )?;
+    cpu_rings::create(&mut ebpf, options.ring_bytes)?;
     for (action, state) in verdict_programs() {
         let name = verdict_program(action, state);
         socket_filter(&mut ebpf, name)?
@@ -187,7 +189,13 @@ pub fn pin_netns_link(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<bool> {
 }
 
 /// Pinned maps of an installed fwlog, by the name the reader opens them under.
-pub const PINNED_MAPS: [&str; 4] = [EVENTS_MAP, COUNTERS_MAP, FLOWS_MAP, FLOW_FILTER_MAP];
+pub const PINNED_MAPS: [&str; 5] = [
+    EVENTS_MAP,
+    EVENT_RINGS_MAP,
+    COUNTERS_MAP,
+    FLOWS_MAP,
+    FLOW_FILTER_MAP,
+];
 
 fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(format!("map_{name}"))

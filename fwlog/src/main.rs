@@ -4,6 +4,7 @@ mod args;
 mod cmd;
 mod collector;
 mod config;
+mod cpu_rings;
 #[cfg(test)]
 mod ebpf_object_names;
 mod endpoints;

@@ -43,6 +43,12 @@ pub fn require_kernel() -> Result<()> {
              which carries every event: fwlog cannot run here"
         );
     }
+    if !kernel_features::map_in_map()? {
+        bail!(
+            "this kernel has no BPF arrays of maps (BPF_MAP_TYPE_ARRAY_OF_MAPS, Linux 4.12 and \
+             later), which hold each CPU's ring buffer of verdicts: fwlog cannot run here"
+        );
+    }
     if !kernel_features::boot_clock(ProgramType::SocketFilter)? {
         bail!(
             "this kernel has no bpf_ktime_get_boot_ns for socket filters (Linux 5.8 and later), \

@@ -1,5 +1,5 @@
 //! What an earlier install recorded and no reader read, when a new install replaces it (a
-//! service restart): its ring buffer and loss counter are held open across the replacement,
+//! service restart): its ring buffers and loss counter are held open across the replacement,
 //! counted once its rules and links are gone, and the count is carried into the new install's
 //! counters, where the next reader reports it as a `lost` line (`where: replaced`).
 
@@ -12,14 +12,16 @@ use fwlog_common::{
         LOST_BEFORE_REPLACEMENT, LOST_BEFORE_REPLACEMENT_REPORTED, LOST_EVENTS,
         LOST_EVENTS_REPORTED,
     },
-    programs::{COUNTERS_MAP, EVENTS_MAP},
+    programs::{COUNTERS_MAP, EVENTS_MAP, EVENT_RINGS_MAP},
 };
 
-use crate::loader;
+use crate::{cpu_rings, loader};
 
-/// An earlier install's ring buffer and counters, opened before their pins make way.
+/// An earlier install's ring buffers and counters, opened before their pins make way.
 pub struct EarlierRing {
     ring: RingBuf<MapData>,
+    /// Its CPUs' rings of verdicts (none for an install of a version without them).
+    cpu_rings: Vec<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -47,20 +49,31 @@ impl EarlierRing {
         }
         let ring = RingBuf::try_from(Map::RingBuf(loader::open_pinned_map(pin_dir, EVENTS_MAP)?))
             .context("opening the earlier install's ring buffer")?;
+        let cpu_rings = match loader::open_pinned_map(pin_dir, EVENT_RINGS_MAP) {
+            Ok(map) => cpu_rings::open(Map::ArrayOfMaps(map))
+                .context("opening the earlier install's CPU ring buffers")?,
+            Err(_) => Vec::new(),
+        };
         let counters = PerCpuArray::try_from(Map::PerCpuArray(loader::open_pinned_map(
             pin_dir,
             COUNTERS_MAP,
         )?))
         .context("opening the earlier install's counters")?;
-        Ok(Some(EarlierRing { ring, counters }))
+        Ok(Some(EarlierRing {
+            ring,
+            cpu_rings,
+            counters,
+        }))
     }
 
-    /// Counts (and so empties) what is left in the ring. Call it once nothing writes into it
-    /// any more: after the earlier rules and links are gone.
+    /// Counts (and so empties) what is left in the rings. Call it once nothing writes into
+    /// them any more: after the earlier rules and links are gone.
     pub fn count(mut self) -> Unread {
         let mut pending = 0;
-        while self.ring.next().is_some() {
-            pending += 1;
+        for ring in std::iter::once(&mut self.ring).chain(&mut self.cpu_rings) {
+            while ring.next().is_some() {
+                pending += 1;
+            }
         }
         let sum = |index: u32| {
             self.counters

@@ -67,3 +67,34 @@ pub fn clear_filter(filter: &mut FlowFilter) -> Result<()> {
         .set(0, [0u8; FLOW_FILTER_SLOTS], 0)
         .context("writing FLOW_FILTER")
 }
+
+/// How many bytes of the ring buffer `ring` its reader has consumed: the consumer position in the
+/// ring's first page (kernel/bpf/ringbuf.c, `struct bpf_ringbuf`), mapped read-only.
+pub fn ring_consumed(ring: &MapData) -> Result<u64> {
+    use std::{num::NonZeroUsize, os::fd::AsFd as _};
+
+    use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+
+    let length = NonZeroUsize::new(4096).context("a page")?;
+    // SAFETY: a fresh shared read-only mapping of the ring map's first page (its consumer
+    // position), unmapped below; nothing else aliases it.
+    let page = unsafe {
+        mmap(
+            None,
+            length,
+            ProtFlags::PROT_READ,
+            MapFlags::MAP_SHARED,
+            ring.fd().as_fd(),
+            0,
+        )
+    }
+    .context("mapping a ring buffer's consumer position")?;
+    // SAFETY: the page is mapped and the position an aligned 8-byte word at its start.
+    let consumed = unsafe {
+        (*page.as_ptr().cast::<std::sync::atomic::AtomicU64>())
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    // SAFETY: the mapping made above, unmapped once.
+    let _ = unsafe { munmap(page, length.get()) };
+    Ok(consumed)
+}

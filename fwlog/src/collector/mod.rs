@@ -1,4 +1,4 @@
-//! Reading the ring buffer: events → lines to the sinks, one batch per read (a sink that fails
+//! Reading the ring buffers: events → lines to the sinks, one batch per read (a sink that fails
 //! keeps its lines in its spool and never stops the collector); the kernel's counters turned
 //! into `lost` and `flows_evicted` lines as soon as they move; idle flows swept from the flow
 //! table. Each record also goes to the metrics' counts and, for ended flows, to the IPFIX
@@ -12,7 +12,7 @@ pub mod interface_names;
 pub mod maps;
 pub mod records;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, task::Poll, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -97,8 +97,18 @@ pub struct CollectorOptions {
 /// Bytes of lines the collector formats before it writes them (and the batch's capacity).
 const BATCH_BYTES: usize = 256 << 10;
 
+/// Verdicts taken from each CPU's ring per round (about [`BATCH_BYTES`] of lines).
+const TAKE_PER_RING: usize = 1024;
+
 pub struct Collector {
+    /// The ring of every event but the verdicts (DNS answers, ended flows).
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Each CPU's ring of verdicts (none for a setup installed by a version without them,
+    /// which wrote every event into `ring`).
+    cpu_rings: Vec<AsyncFd<RingBuf<MapData>>>,
+    /// Verdicts taken from `cpu_rings`, formatted once `ring` has been read (see
+    /// [`Collector::drain_batch`]).
+    taken: Vec<VerdictEvent>,
     counters: PerCpuArray<MapData, u64>,
     outputs: Outputs,
     batch: Batch,
@@ -124,18 +134,21 @@ impl Collector {
     /// Must be called inside a tokio runtime (the ring buffer's fd is registered with it).
     pub fn new(
         ring: RingBuf<MapData>,
+        cpu_rings: Vec<RingBuf<MapData>>,
         counters: PerCpuArray<MapData, u64>,
         logger: Option<KernelLogger>,
         options: CollectorOptions,
         outputs: Outputs,
     ) -> Result<Self> {
-        // SAFETY: the RingBuf owns its fd and keeps it open, unchanged, until it is dropped,
-        // which happens only when this AsyncFd is dropped.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(std::io::Error::from)
-            .context("watching the ring buffer for events")?;
+        let ring = watch_ring(ring)?;
+        let cpu_rings = cpu_rings
+            .into_iter()
+            .map(watch_ring)
+            .collect::<Result<Vec<_>>>()?;
         let mut collector = Collector {
             ring,
+            taken: Vec::with_capacity(TAKE_PER_RING * cpu_rings.len()),
+            cpu_rings,
             counters,
             outputs,
             batch: Batch::with_capacity(BATCH_BYTES + (16 << 10)),
@@ -183,6 +196,10 @@ impl Collector {
                 () = &mut shutdown => return Ok(Ended::Stopped),
                 ready = self.ring.readable_mut() => {
                     ready.context("waiting for the ring buffer")?.clear_ready();
+                    self.drain()?;
+                }
+                ready = any_readable(&self.cpu_rings) => {
+                    ready.context("waiting for the CPUs' ring buffers")?;
                     self.drain()?;
                 }
                 _ = tick.tick() => {
@@ -236,31 +253,68 @@ impl Collector {
         Ok(())
     }
 
-    /// Formats events from the ring buffer until it is empty (false) or the batch holds
-    /// [`BATCH_BYTES`] (true).
+    /// Formats events from the ring buffers until they are empty (false) or a CPU's ring
+    /// gave [`TAKE_PER_RING`] verdicts (true: there may be more).
+    ///
+    /// The CPUs' rings are read first, the shared ring to its end after, and only then are the
+    /// verdicts taken from the CPUs' rings formatted: a DNS answer is in the shared ring before
+    /// the host can connect to its address (tc ingress commits it before the packet goes up the
+    /// stack to the resolver), so before any verdict of that connection is committed, and every
+    /// name a taken verdict may need is learnt before its record is built. Reading the shared
+    /// ring first would miss an answer committed after that read whose connection's verdict
+    /// reached a CPU's ring before the CPUs' rings were read.
     fn drain_batch(&mut self) -> bool {
         self.records.clock.refresh();
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            match item.first() {
-                Some(&EVENT_KIND_DNS) => {
+        let more = self.take_cpu_verdicts();
+        self.read_shared_ring();
+        let taken = std::mem::take(&mut self.taken);
+        for event in &taken {
+            self.verdict_line(event);
+            if self.batch.bytes.len() >= BATCH_BYTES {
+                self.flush();
+            }
+        }
+        self.taken = taken;
+        self.taken.clear();
+        more
+    }
+
+    /// Copies up to [`TAKE_PER_RING`] verdicts out of each CPU's ring into `taken`; true when
+    /// a ring had that many.
+    fn take_cpu_verdicts(&mut self) -> bool {
+        let mut more = false;
+        for ring in &mut self.cpu_rings {
+            let ring = ring.get_mut();
+            let mut count = 0;
+            while count < TAKE_PER_RING {
+                let Some(item) = ring.next() else { break };
+                count += 1;
+                // Only verdicts go to these rings.
+                if let Some(event) = VerdictEvent::from_bytes(&item).filter(|_| self.verdicts) {
+                    self.taken.push(event);
+                }
+            }
+            more |= count == TAKE_PER_RING;
+        }
+        more
+    }
+
+    /// Reads the shared ring to its end: DNS answers learnt, ended flows queued, and verdicts
+    /// (a setup installed by an earlier version writes them here) formatted in the ring's order.
+    fn read_shared_ring(&mut self) {
+        loop {
+            let Some(item) = self.ring.get_mut().next() else {
+                break;
+            };
+            let kind = item.first().copied();
+            let verdict = match kind {
+                Some(EVENT_KIND_DNS) => {
                     if let Some((packet, seen, message)) = DnsEvent::parse(&item) {
                         self.records.enricher.learn_dns(&packet, seen, message);
                     }
+                    None
                 }
-                Some(&EVENT_KIND_VERDICT) if self.verdicts => {
-                    if let Some(event) = VerdictEvent::from_bytes(&item) {
-                        let record = self.records.verdict(&event);
-                        if self.filter.matches_verdict(&record) {
-                            let writer = &mut self.writer;
-                            self.batch.event(|out| writer.verdict(out, &record));
-                        }
-                        if let Some(metrics) = &mut self.metrics {
-                            metrics.verdict(&record);
-                        }
-                        self.totals.events += 1;
-                    }
-                }
+                Some(EVENT_KIND_VERDICT) => VerdictEvent::from_bytes(&item),
                 _ => {
                     if let Some(event) = FlowEndEvent::from_bytes(&item) {
                         if let Some(reason) = EndReason::from_u8(event.reason) {
@@ -271,14 +325,30 @@ impl Collector {
                             });
                         }
                     }
+                    None
                 }
-            }
+            };
             drop(item);
+            if let Some(event) = verdict.filter(|_| self.verdicts) {
+                self.verdict_line(&event);
+            }
             if self.batch.bytes.len() >= BATCH_BYTES {
-                return true;
+                self.flush();
             }
         }
-        false
+    }
+
+    /// The line (if the filter keeps it) and the counts of one verdict.
+    fn verdict_line(&mut self, event: &VerdictEvent) {
+        let record = self.records.verdict(event);
+        if self.filter.matches_verdict(&record) {
+            let writer = &mut self.writer;
+            self.batch.event(|out| writer.verdict(out, &record));
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.verdict(&record);
+        }
+        self.totals.events += 1;
     }
 
     fn write_ended_flows(&mut self) {
@@ -447,4 +517,38 @@ impl Collector {
             writer.lost(out, BootClock::now_unix_ns(), LossSite::Output, count);
         });
     }
+}
+
+/// `ring`, registered with the runtime so that its wakeups wake the collector.
+fn watch_ring(ring: RingBuf<MapData>) -> Result<AsyncFd<RingBuf<MapData>>> {
+    // SAFETY: the RingBuf owns its fd and keeps it open, unchanged, until it is dropped,
+    // which happens only when this AsyncFd is dropped.
+    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("watching the ring buffer for events")
+}
+
+/// Completes when any of `rings` was woken (their readiness cleared: the drain that follows
+/// reads them all); never with no rings.
+fn any_readable(
+    rings: &[AsyncFd<RingBuf<MapData>>],
+) -> impl Future<Output = std::io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| {
+        let mut woken = false;
+        for ring in rings {
+            match ring.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    guard.clear_ready();
+                    woken = true;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {}
+            }
+        }
+        if woken {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
 }

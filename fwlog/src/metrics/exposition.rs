@@ -38,7 +38,8 @@ pub struct Sources {
     pub snapshot: Mutex<Snapshot>,
     /// A second handle on the kernel's per-CPU counters.
     pub kernel_counters: Option<PerCpuArray<MapData, u64>>,
-    pub ring: Option<RingFill>,
+    /// The shared ring and each CPU's: the fullest is the one that loses events first.
+    pub rings: Vec<RingFill>,
     pub export: Option<Arc<ExportCounters>>,
     pub rules: RuleCounters,
     /// When this fwlog started, seconds since the epoch.
@@ -166,7 +167,8 @@ impl Collector for Exposition {
             snapshot.flow_table_size as f64,
         )?;
 
-        if let Some(ring) = &sources.ring {
+        let fullest = sources.rings.iter().max_by_key(|ring| ring.used());
+        if let Some(ring) = fullest {
             gauge(
                 &mut encoder,
                 "fwlog_ring_used",

@@ -36,7 +36,8 @@ use server::MetricsServer;
 pub struct MetricsSources {
     /// A second handle on the kernel's COUNTERS map.
     pub kernel_counters: Option<PerCpuArray<MapData, u64>>,
-    pub ring: Option<RingFill>,
+    /// The shared ring and each CPU's.
+    pub rings: Vec<RingFill>,
     pub export: Option<Arc<ExportCounters>>,
     pub flow_table_size: u64,
 }
@@ -61,7 +62,7 @@ impl Metrics {
                 ..Snapshot::default()
             }),
             kernel_counters: from.kernel_counters,
-            ring: from.ring,
+            rings: from.rings,
             export: from.export,
             rules: rule_counters::RuleCounters::default(),
             started,

@@ -22,12 +22,14 @@ pub struct Exports {
     pub exporter: Option<IpfixExporter>,
 }
 
-/// Starts what the settings ask for. `ring` and `counters` are the collector's maps (a scrape
-/// reads them through handles of its own); `flow_table_size` is the table's capacity.
+/// Starts what the settings ask for. `ring`, `cpu_rings` and `counters` are the collector's
+/// maps (a scrape reads them through handles of its own); `flow_table_size` is the table's
+/// capacity.
 pub fn start(
     settings: &WatchSettings,
     host: &HostIdentity,
     ring: &RingBuf<MapData>,
+    cpu_rings: &[RingBuf<MapData>],
     counters: &Map,
     flow_table_size: u32,
 ) -> Result<Exports> {
@@ -52,10 +54,13 @@ pub fn start(
     };
     let metrics = match settings.metrics {
         Some(address) => {
-            let size = ring_size(ring);
+            let mut rings = Vec::with_capacity(1 + cpu_rings.len());
+            for ring in std::iter::once(ring).chain(cpu_rings) {
+                rings.push(RingFill::new(ring, ring_size(ring))?);
+            }
             let sources = MetricsSources {
                 kernel_counters: Some(second_handle(counters)?),
-                ring: Some(RingFill::new(ring, size)?),
+                rings,
                 export: exporter.as_ref().map(IpfixExporter::counters),
                 flow_table_size: flow_table_size.into(),
             };

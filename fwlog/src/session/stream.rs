@@ -15,6 +15,7 @@ use crate::{
         flow_filter::MappedFilter, flows::FlowTable, maps::CollectorMaps, Collector,
         CollectorOptions, Ended, KernelLogger, Totals,
     },
+    cpu_rings,
     host::HostIdentity,
     output::{
         destination::{self, Destination, Outputs},
@@ -60,6 +61,11 @@ pub fn collector(
 ) -> Result<Collector> {
     let host = HostIdentity::resolve(settings.host_name.as_deref(), settings.host_id)?;
     let ring = RingBuf::try_from(maps.events).context("opening the EVENTS ring buffer")?;
+    let cpu_rings = maps
+        .cpu_rings
+        .map(cpu_rings::open)
+        .transpose()?
+        .unwrap_or_default();
     // The map has room for what each CPU may hold back besides the flows asked for (see
     // `fwlog_common::flow::flow_table_entries`).
     let capacity = match &maps.flows {
@@ -69,7 +75,7 @@ pub fn collector(
     .zip(aya::util::nr_cpus().ok())
     .map(|(entries, cpus)| flows_held(entries, cpus as u32))
     .unwrap_or(settings.flow_table_size);
-    let exports = exports::start(settings, &host, &ring, &maps.counters, capacity)?;
+    let exports = exports::start(settings, &host, &ring, &cpu_rings, &maps.counters, capacity)?;
     let counters = PerCpuArray::try_from(maps.counters).context("opening the COUNTERS map")?;
     let flows = match maps.flows {
         Some(map) if settings.flows => {
@@ -118,7 +124,7 @@ pub fn collector(
         metrics: exports.metrics,
         exporter: exports.exporter,
     };
-    Collector::new(ring, counters, logger, options, out)
+    Collector::new(ring, cpu_rings, counters, logger, options, out)
 }
 
 /// The summary on stderr (never a panic, even when stderr fails too). `lost` counts the
