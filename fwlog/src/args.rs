@@ -138,8 +138,8 @@ pub struct WatchArgs {
     /// Install no rules: only load and pin the programs, and print the rules to add by hand.
     #[arg(long)]
     pub no_rules: bool,
-    /// Size of the kernel-to-collector ring buffer: a power of two, 4K to 1G (K, M, G accepted;
-    /// default 16M).
+    /// Size of each kernel-to-collector ring buffer (one per CPU for verdicts, one shared): a
+    /// power of two, 4K to 1G (K, M, G accepted; default 16M).
     #[arg(long, value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
     /// What to print: `verdict` (new connection attempts), `flow` (how each flow ended).

@@ -125,7 +125,8 @@ pub struct OutputSection {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapsSection {
-    /// Kernel-to-collector ring buffer, bytes: a power of two, 4K to 1G.
+    /// Each kernel-to-collector ring buffer (one per CPU, one shared), bytes: a power of two,
+    /// 4K to 1G.
     #[serde(default, deserialize_with = "fields::ring_size")]
     pub ring_size: Option<u32>,
     #[serde(default, deserialize_with = "fields::flow_table_size")]
