@@ -89,6 +89,11 @@ pub fn may_be_tracked(key: &FlowKey) -> bool {
     }
 }
 
+/// The key of the last datagram flow the tc short way found in `FLOWS` on this CPU (zeroes,
+/// which no flow's key is, until it found one); see `fast_path.rs`.
+#[map]
+pub static LAST_FOUND: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
 /// Counts `key`'s flow into the filter: call before inserting it into `FLOWS`.
 #[inline(always)]
 pub fn filter_count_in(key: &FlowKey) {
