@@ -13,14 +13,15 @@ use crate::values::Direction;
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 pub struct LocalAddresses {
-    addresses: HashSet<IpAddr>,
+    /// foldhash: looked up once per event; the set holds only this machine's addresses.
+    addresses: HashSet<IpAddr, foldhash::fast::RandomState>,
     read_at: Option<Instant>,
 }
 
 impl Default for LocalAddresses {
     fn default() -> Self {
         let mut local = LocalAddresses {
-            addresses: HashSet::new(),
+            addresses: HashSet::default(),
             read_at: None,
         };
         local.refresh();

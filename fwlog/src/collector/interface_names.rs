@@ -7,7 +7,8 @@ use crate::interfaces;
 /// Names interfaces by index, refreshing its table when it meets an index it does not know.
 #[derive(Default)]
 pub struct InterfaceNames {
-    names: HashMap<u32, String>,
+    /// foldhash: looked up twice per event, with this machine's own indexes as keys.
+    names: HashMap<u32, String, foldhash::fast::RandomState>,
 }
 
 impl InterfaceNames {

@@ -289,7 +289,8 @@ impl JsonObject<'_> {
             self.uint("packets", packets);
         }
         if let Some(id) = &extras.community_id {
-            self.escaped("community_id", id);
+            // fwlog's own text ("1:" and base64): nothing in it needs escaping.
+            self.str("community_id", id);
         }
         self.close();
     }

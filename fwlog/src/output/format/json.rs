@@ -190,7 +190,8 @@ impl JsonObject<'_> {
     /// `community_id`, `src_host`, `dest_host`, `process` — each only when known.
     fn extras(&mut self, extras: &Extras) {
         if let Some(id) = &extras.community_id {
-            self.escaped("community_id", id);
+            // fwlog's own text ("1:" and base64): nothing in it needs escaping.
+            self.str("community_id", id);
         }
         if let Some(host) = &extras.src_host {
             self.escaped("src_host", host);

@@ -10,8 +10,12 @@ pub struct JsonObject<'o> {
     pub out: &'o mut Vec<u8>,
 }
 
+// The primitives are `#[inline]`: each line calls them some twenty times with constant keys,
+// and inlined, a key's copy is a few fixed-size moves instead of calls to memcpy (perf on
+// `cargo xtask bench` put `key` alone at a tenth of the collector's time).
 impl JsonObject<'_> {
     /// `"key":`, after a comma unless an object was just opened.
+    #[inline]
     pub fn key(&mut self, key: &str) {
         if self.out.last() != Some(&b'{') {
             self.out.push(b',');
@@ -22,11 +26,13 @@ impl JsonObject<'_> {
     }
 
     /// `"key":{`; [`JsonObject::close`] ends it.
+    #[inline]
     pub fn open(&mut self, key: &str) {
         self.key(key);
         self.out.push(b'{');
     }
 
+    #[inline]
     pub fn close(&mut self) {
         self.out.push(b'}');
     }
@@ -48,6 +54,7 @@ impl JsonObject<'_> {
     }
 
     /// A value known to need no escaping (fwlog's own words).
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         self.out.push(b'"');
@@ -56,11 +63,13 @@ impl JsonObject<'_> {
     }
 
     /// A value from outside (an interface, a process, a host name), escaped.
+    #[inline]
     pub fn escaped(&mut self, key: &str, value: &str) {
         self.key(key);
         write_escaped(self.out, value);
     }
 
+    #[inline]
     pub fn uint(&mut self, key: &str, value: u64) {
         self.key(key);
         self.out
@@ -68,6 +77,7 @@ impl JsonObject<'_> {
     }
 
     /// A number as a JSON string (ECS keeps ids such as `user.id` as keywords).
+    #[inline]
     pub fn uint_string(&mut self, key: &str, value: u64) {
         self.key(key);
         self.out.push(b'"');
@@ -77,16 +87,19 @@ impl JsonObject<'_> {
     }
 
     /// Already-formatted JSON.
+    #[inline]
     pub fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
         self.out.extend_from_slice(json.as_bytes());
     }
 
+    #[inline]
     pub fn bool_true(&mut self, key: &str) {
         self.key(key);
         self.out.extend_from_slice(b"true");
     }
 
+    #[inline]
     pub fn ip(&mut self, key: &str, addr: IpAddr) {
         self.key(key);
         self.out.push(b'"');
@@ -100,6 +113,7 @@ impl JsonObject<'_> {
     }
 
     /// TCP flags as letters (see [`tcp_flag_letters`]).
+    #[inline]
     pub fn tcp_flags(&mut self, key: &str, flags: u8) {
         self.key(key);
         self.out.push(b'"');
