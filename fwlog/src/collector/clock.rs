@@ -1,7 +1,10 @@
 //! Converting the kernel's CLOCK_BOOTTIME stamps (`bpf_ktime_get_boot_ns`) to wall-clock time.
 //!
 //! The offset between the two clocks changes when the wall clock is set or slewed (NTP), so it
-//! is measured again every [`REFRESH`]. BOOTTIME keeps counting during suspend, so an event
+//! is measured again every [`REFRESH`], and taken when it moved by more than [`SETTLE_NS`]:
+//! a measurement's own jitter (a microsecond or two, more under emulation) must not give one
+//! kernel stamp two wall times, as a flow's start and its verdict, written a second apart, are
+//! the same stamp and must read the same. BOOTTIME keeps counting during suspend, so an event
 //! stamped just before a laptop sleeps still converts right after it wakes.
 
 use std::time::{Duration, Instant};
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 use nix::time::{clock_gettime, ClockId};
 
 const REFRESH: Duration = Duration::from_secs(1);
+/// The least change of the offset that is taken: NTP slews by at most 0.5 ms per second, a
+/// step moves it by more.
+const SETTLE_NS: i128 = 200_000;
 
 pub struct BootClock {
     /// Wall-clock nanoseconds minus boot-clock nanoseconds.
@@ -29,7 +35,7 @@ impl BootClock {
     /// profile.
     pub fn refresh(&mut self) {
         if self.measured_at.elapsed() >= REFRESH {
-            self.offset_ns = measure_offset();
+            self.offset_ns = settled(self.offset_ns, measure_offset());
             self.measured_at = Instant::now();
         }
     }
@@ -64,6 +70,16 @@ fn clock_ns(clock: ClockId) -> i128 {
     }
 }
 
+/// The offset to use after measuring `measured`: the `current` one unless the clocks really
+/// moved apart (by more than [`SETTLE_NS`]).
+fn settled(current: i128, measured: i128) -> i128 {
+    if (measured - current).abs() > SETTLE_NS {
+        measured
+    } else {
+        current
+    }
+}
+
 /// Reads BOOTTIME on both sides of REALTIME and keeps the closest of a few tries, so a
 /// preemption between the reads does not skew the offset.
 fn measure_offset() -> i128 {
@@ -84,6 +100,21 @@ fn measure_offset() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_keeps_the_offset_and_a_step_moves_it() {
+        let offset = 1_764_000_000_000_000_000;
+        assert_eq!(settled(offset, offset + 1_000), offset);
+        assert_eq!(settled(offset, offset - SETTLE_NS), offset);
+        assert_eq!(
+            settled(offset, offset + SETTLE_NS + 1),
+            offset + SETTLE_NS + 1
+        );
+        assert_eq!(
+            settled(offset, offset - 3_600_000_000_000),
+            offset - 3_600_000_000_000
+        );
+    }
 
     #[test]
     fn a_stamp_taken_now_converts_to_now() {
