@@ -77,7 +77,10 @@ fn query_value(net: &TestNet, query: &str) -> Result<Option<f64>> {
 fn prometheus_scrapes_the_counts_of_the_lines_written() -> Result<()> {
     let net = TestNet::new()?;
     let dir = TempDir::new("prometheus")?;
-    let mut fwlog = Fwlog::watch(&net.host, &[&net.host_if, "--metrics", METRICS])?;
+    let mut fwlog = Fwlog::watch(
+        &net.host,
+        &[&net.host_if, "--metrics", METRICS, "--ring-size", "16M"],
+    )?;
     ensure!(
         fwlog
             .stderr_text()

@@ -139,7 +139,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub no_rules: bool,
     /// Size of each kernel-to-collector ring buffer (one per CPU for verdicts, one shared): a
-    /// power of two, 4K to 1G (K, M, G accepted; default 16M).
+    /// power of two, 4K to 1G (K, M, G accepted; default 16M each on up to 3 CPUs, less on more
+    /// CPUs, so that all rings stay within 64M, but at least 1M each).
     #[arg(long, value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
     /// What to print: `verdict` (new connection attempts), `flow` (how each flow ended).

@@ -26,10 +26,30 @@ pub const DEFAULT_ROTATE_KEEP: u32 = 5;
 pub const MAX_ROTATE_KEEP: u32 = 999;
 /// Below this, rotation would mostly shuffle files around.
 pub const MIN_ROTATE_SIZE: u64 = 1 << 10;
-/// 16 MiB: about 210 000 inbound verdict records (120 000 outbound ones), a quarter of a second
-/// at the fastest rate `cargo xtask bench` reaches on a 2-CPU machine, for a collector held up
-/// by its output (a full page cache, a slow disk).
+/// The most a ring gets by default, 16 MiB: about 210 000 inbound verdict records (120 000
+/// outbound ones), a quarter of a second at the fastest rate `cargo xtask bench` reaches on a
+/// 2-CPU machine, for a collector held up by its output (a full page cache, a slow disk).
 pub const DEFAULT_RING_SIZE: u32 = 16 << 20;
+/// What all the rings (one per possible CPU, one shared) may take by default, together.
+const DEFAULT_RINGS_BUDGET: u64 = 64 << 20;
+/// The least a ring gets by default, however many CPUs share the budget.
+const MIN_DEFAULT_RING_SIZE: u32 = 1 << 20;
+
+/// Each ring's size when none is given, for `cpus` possible CPUs: [`DEFAULT_RING_SIZE`] up to
+/// 3 CPUs, then the power of two that keeps all the rings within [`DEFAULT_RINGS_BUDGET`],
+/// but not under [`MIN_DEFAULT_RING_SIZE`] (a 64-CPU machine: 1 MiB each, 65 MiB in all,
+/// where 16 MiB each would pin over a GiB of kernel memory).
+pub fn default_ring_size_for(cpus: u32) -> u32 {
+    let share = DEFAULT_RINGS_BUDGET / (u64::from(cpus) + 1);
+    let power = if share == 0 { 0 } else { 1u64 << share.ilog2() };
+    power.clamp(MIN_DEFAULT_RING_SIZE.into(), DEFAULT_RING_SIZE.into()) as u32
+}
+
+/// Each ring's size when none is given, on this machine (one CPU assumed when the possible
+/// CPUs cannot be read, which then fails the load with its own error).
+pub fn default_ring_size() -> u32 {
+    default_ring_size_for(aya::util::nr_cpus().map_or(1, |cpus| cpus as u32))
+}
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 pub const FLOW_TABLE_SIZES: Range<u32> = 16..16_777_217;
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 60;
@@ -320,7 +340,7 @@ impl Config {
                 format: Some(self.output.format.unwrap_or(DEFAULT_FORMAT)),
             },
             maps: MapsSection {
-                ring_size: Some(self.maps.ring_size.unwrap_or(DEFAULT_RING_SIZE)),
+                ring_size: Some(self.maps.ring_size.unwrap_or_else(default_ring_size)),
                 flow_table_size: Some(self.maps.flow_table_size.unwrap_or(DEFAULT_FLOW_TABLE_SIZE)),
                 idle_timeout: Some(self.maps.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)),
                 tcp_idle_timeout: Some(
@@ -393,7 +413,7 @@ impl Config {
         out += &format!("format = {}\n", toml_string(format.as_str()));
 
         out += "\n[maps]\n";
-        let ring = config.maps.ring_size.unwrap_or(DEFAULT_RING_SIZE);
+        let ring = config.maps.ring_size.unwrap_or_else(default_ring_size);
         out += &format!("ring_size = {}\n", toml_string(&format_size(ring.into())));
         let flows = config
             .maps

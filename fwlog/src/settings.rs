@@ -152,7 +152,7 @@ pub fn watch_settings(args: &WatchArgs, file: &Config) -> WatchSettings {
         ring_size: args
             .ring_size
             .or(maps.ring_size)
-            .unwrap_or(config::DEFAULT_RING_SIZE),
+            .unwrap_or_else(config::default_ring_size),
         flow_table_size: args
             .flow_table_size
             .or(maps.flow_table_size)
@@ -265,7 +265,7 @@ collector = "tcp://collector.example"
                 settings.flow_table_size,
                 settings.idle_timeout
             ),
-            (16 << 20, 65_536, 60)
+            (config::default_ring_size(), 65_536, 60)
         );
         assert_eq!(
             (settings.output, settings.rotate_keep, settings.syslog),

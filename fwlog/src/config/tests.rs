@@ -118,6 +118,14 @@ fn empty_file_renders_the_defaults() {
     let config = parse_text("").expect("an empty file is valid");
     assert_eq!(config, Config::default());
     let rendered = config.render();
+    // The default ring size depends on the machine's CPUs (default_ring_size_for).
+    let rendered = rendered.replace(
+        &format!(
+            "ring_size = \"{}\"",
+            crate::values::format_size(default_ring_size().into())
+        ),
+        "ring_size = \"DEFAULT\"",
+    );
     assert_eq!(
         rendered,
         "# fwlog configuration in effect (defaults filled in)\n\
@@ -136,7 +144,7 @@ fn empty_file_renders_the_defaults() {
          format = \"json\"\n\
          \n\
          [maps]\n\
-         ring_size = \"16M\"\n\
+         ring_size = \"DEFAULT\"\n\
          flow_table_size = 65536\n\
          idle_timeout = 60\n\
          tcp_idle_timeout = 432000\n\
@@ -154,9 +162,27 @@ fn empty_file_renders_the_defaults() {
          template_refresh = 60\n"
     );
     assert_eq!(
-        parse_text(&rendered).expect("render output parses"),
+        parse_text(&config.render()).expect("render output parses"),
         config.with_defaults()
     );
+}
+
+#[test]
+fn default_rings_stay_within_their_budget_however_many_cpus() {
+    assert_eq!(default_ring_size_for(1), 16 << 20);
+    assert_eq!(default_ring_size_for(2), 16 << 20);
+    assert_eq!(default_ring_size_for(3), 16 << 20);
+    assert_eq!(default_ring_size_for(4), 8 << 20);
+    assert_eq!(default_ring_size_for(64), 1 << 20);
+    assert_eq!(default_ring_size_for(4096), 1 << 20);
+    for cpus in 1..=64u64 {
+        let size = u64::from(default_ring_size_for(cpus as u32));
+        assert!(size.is_power_of_two());
+        assert!(
+            size * (cpus + 1) <= DEFAULT_RINGS_BUDGET || size == u64::from(MIN_DEFAULT_RING_SIZE),
+            "{cpus} CPUs"
+        );
+    }
 }
 
 #[test]
