@@ -38,25 +38,19 @@ pub fn community_id(
         _ => (None, false),
     };
     let mut message = [0u8; 2 + 16 + 16 + 2 + 4];
-    let len = match (src, dest) {
-        (IpAddr::V4(src), IpAddr::V4(dest)) => write_message(
-            &mut message,
-            &src.octets(),
-            &dest.octets(),
-            proto,
-            ports,
-            one_way,
-        ),
-        (IpAddr::V6(src), IpAddr::V6(dest)) => write_message(
-            &mut message,
-            &src.octets(),
-            &dest.octets(),
-            proto,
-            ports,
-            one_way,
-        ),
+    let (v4, v6);
+    let (src, dest): (&[u8], &[u8]) = match (src, dest) {
+        (IpAddr::V4(src), IpAddr::V4(dest)) => {
+            v4 = (src.octets(), dest.octets());
+            (&v4.0, &v4.1)
+        }
+        (IpAddr::V6(src), IpAddr::V6(dest)) => {
+            v6 = (src.octets(), dest.octets());
+            (&v6.0, &v6.1)
+        }
         _ => return None,
     };
+    let len = write_message(&mut message, src, dest, proto, ports, one_way);
     let hash = Sha1::digest(&message[..len]);
     let mut id = String::with_capacity(30);
     id.push_str("1:");
