@@ -22,7 +22,10 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use nix::unistd::geteuid;
+use nix::{
+    fcntl::{Flock, FlockArg},
+    unistd::geteuid,
+};
 use serde_json::json;
 
 use self::{
@@ -125,6 +128,7 @@ pub fn run(options: Options) -> Result<()> {
     setup::prepare(setup::Report::ChangesOnly)?;
     let out_dir = build::target_dir()?.join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let _one_bench = lock_the_machine()?;
     for name in netns::remove_leftovers()? {
         eprintln!("bench: deleted namespace {name}, left by a bench that was killed");
     }
@@ -160,6 +164,22 @@ pub fn run(options: Options) -> Result<()> {
     };
     print!("{}", report::markdown(&report));
     save_json(&out_dir, "bench", date, &report::to_json(&report))
+}
+
+/// Where a running bench holds its lock: the machine's, since benches share namespace names.
+const LOCK_PATH: &str = "/run/fwlog-bench.lock";
+
+/// Makes this the machine's only bench until the lock is dropped: a second one would take the
+/// first's namespaces for a killed bench's leftovers, and share its files in target/bench.
+fn lock_the_machine() -> Result<Flock<fs::File>> {
+    let file = fs::File::create(LOCK_PATH).with_context(|| format!("creating {LOCK_PATH}"))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            anyhow::anyhow!("another `cargo xtask bench` is running on this machine (it holds {LOCK_PATH}): wait for it")
+        } else {
+            anyhow::anyhow!("locking {LOCK_PATH}: {errno}")
+        }
+    })
 }
 
 /// Writes the report to OUT_DIR/PREFIX-<date>.json; fails afterwards if the bench was
